@@ -1,0 +1,39 @@
+"""sse_sim: simulate and measure the SSE delivery path of a Redis pub/sub gateway.
+
+Start with :func:`simulate`: load a scenario, run it, read ``result.summary()`` and
+``result.records`` (one row per (event, client) delivery attempt).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import EventValidationError, ScenarioError, SseSimError
+from .metrics import confidence_intervals, summarize, throughput
+from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
+from .records import columns_markdown
+from .scenario import Scenario, load_scenario, scenario_json_schema
+from .simulation import SimulationResult, replicate, simulate
+from .workload import Workload, build_workload
+
+__all__ = [
+    "__version__",
+    "Scenario",
+    "load_scenario",
+    "scenario_json_schema",
+    "Workload",
+    "build_workload",
+    "simulate",
+    "replicate",
+    "SimulationResult",
+    "summarize",
+    "throughput",
+    "confidence_intervals",
+    "columns_markdown",
+    "Outcome",
+    "OUTCOME_LABELS",
+    "LOSS_CAUSES",
+    "SseSimError",
+    "ScenarioError",
+    "EventValidationError",
+]

@@ -1,0 +1,100 @@
+"""Pure DataFrame -> DataFrame metrics over records: summary, throughput bins, confidence intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
+from .records import SUMMARY, THROUGHPUT
+
+
+def summarize(records: pd.DataFrame, duration_s: float) -> pd.Series:
+    """The headline figures of one run: counts, loss rate by cause, latency percentiles, throughput.
+
+    Returns a Series indexed by the SUMMARY column names.
+    """
+    codes = records["outcome"].cat.codes.to_numpy()
+    counts = np.bincount(codes, minlength=len(OUTCOME_LABELS))
+    attempts = int(codes.size)
+    delivered = int(counts[Outcome.DELIVERED])
+    published = int(records["event_id"].nunique()) if attempts else 0
+    lat = records["latency_s"].to_numpy()
+    lat = lat[~np.isnan(lat)]
+    if lat.size:
+        p50, p95, p99 = np.quantile(lat, [0.5, 0.95, 0.99])
+        lmax, lmean = float(lat.max()), float(lat.mean())
+    else:
+        p50 = p95 = p99 = lmax = lmean = np.nan
+    denom = attempts if attempts else np.nan
+    values: dict[str, float | int] = {
+        "published_n": published,
+        "attempts_n": attempts,
+        "delivered_n": delivered,
+        "lost_n": attempts - delivered,
+        "loss_rate": (attempts - delivered) / denom,
+    }
+    for i, cause in enumerate(OUTCOME_LABELS):
+        if cause in LOSS_CAUSES:
+            values[f"loss_rate_{cause}"] = counts[i] / denom
+    values.update(
+        latency_p50_s=float(p50),
+        latency_p95_s=float(p95),
+        latency_p99_s=float(p99),
+        latency_max_s=lmax,
+        latency_mean_s=lmean,
+        published_per_s=published / duration_s,
+        delivered_per_s=delivered / duration_s,
+        duration_s=float(duration_s),
+    )
+    names = [c.name for c in SUMMARY]
+    return pd.Series({n: values[n] for n in names}, name="value", dtype=object)
+
+
+def throughput(records: pd.DataFrame, duration_s: float, bin_s: float = 1.0) -> pd.DataFrame:
+    """Attempts per time bin by fate (binned by publish time), and deliveries by receive time."""
+    if bin_s <= 0:
+        raise ValueError("bin_s must be positive")
+    n_bins = max(int(np.ceil(duration_s / bin_s)), 1)
+    pub_bin = np.clip((records["published_at"].to_numpy() // bin_s).astype(np.int64), 0, n_bins - 1)
+    codes = records["outcome"].cat.codes.to_numpy().astype(np.int64)
+    k = len(OUTCOME_LABELS)
+    grid = np.bincount(pub_bin * k + codes, minlength=n_bins * k).reshape(n_bins, k)
+    recv = records["received_at"].to_numpy()
+    recv = recv[~np.isnan(recv)]
+    recv_bin = (recv // bin_s).astype(np.int64)
+    recv_bin = recv_bin[recv_bin < n_bins]
+    received = np.bincount(recv_bin, minlength=n_bins)
+    data: dict[str, np.ndarray] = {
+        "bin_start_at": np.arange(n_bins) * float(bin_s),
+        "bin_s": np.full(n_bins, float(bin_s)),
+        "published_n": grid.sum(axis=1).astype(np.int64),
+        "delivered_n": grid[:, Outcome.DELIVERED].astype(np.int64),
+    }
+    for i, cause in enumerate(OUTCOME_LABELS):
+        if cause in LOSS_CAUSES:
+            data[f"{cause}_n"] = grid[:, i].astype(np.int64)
+    data["received_n"] = received.astype(np.int64)
+    data["received_per_s"] = received / float(bin_s)
+    return pd.DataFrame({c.name: data[c.name] for c in THROUGHPUT})
+
+
+def confidence_intervals(per_seed: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Mean, standard error and Student-t interval of each numeric summary metric over seeds."""
+    from scipy import stats
+
+    rows = []
+    n = len(per_seed)
+    metrics = [c.name for c in SUMMARY if c.name in per_seed.columns]
+    tq = float(stats.t.ppf(0.5 + level / 2, n - 1)) if n > 1 else np.nan
+    for m in metrics:
+        x = pd.to_numeric(per_seed[m], errors="coerce").to_numpy(dtype=float)
+        mean = float(np.nanmean(x)) if n else np.nan
+        se = float(np.nanstd(x, ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+        rows.append((m, mean, se, mean - tq * se, mean + tq * se, n))
+    return pd.DataFrame(rows, columns=["metric", "mean", "std_err", "ci_low", "ci_high", "seeds_n"]).astype(
+        {"metric": object, "seeds_n": np.int64}
+    )
+
+
+__all__ = ["summarize", "throughput", "confidence_intervals"]

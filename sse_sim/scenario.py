@@ -1,0 +1,475 @@
+"""The scenario: a validated, typed description of traffic, gateway, clients and disconnects.
+
+A scenario is written in YAML (see ``data/scenarios/``) and validated into :class:`Scenario`.
+Unknown keys are errors, so a typo never falls back silently to a default. Every problem is
+reported at once, each with the file, the key path and what is allowed.
+
+Units are in the key names: ``_s`` seconds, ``_bytes`` bytes, ``_per_s`` per second.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .distributions import Constant, DistSpec, Empirical
+from .errors import ScenarioError
+
+OverflowPolicy = Literal["drop_newest", "drop_oldest", "disconnect"]
+OVERFLOW_POLICIES: tuple[str, ...] = typing.get_args(OverflowPolicy)
+
+
+def _const(value: float) -> Constant:
+    return Constant(value=value)
+
+
+class _Strict(BaseModel):
+    """Base model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Diurnal(_Strict):
+    """Daily rate modulation: rate(t) = rate * (1 + amplitude * cos(2 pi (t - peak_at_s) / period_s))."""
+
+    amplitude: float = Field(ge=0, le=1, description="Relative swing of the rate, 0..1.")
+    period_s: float = Field(default=86400.0, gt=0)
+    peak_at_s: float = Field(default=0.0, description="Instant of the daily peak, seconds from start.")
+
+
+class PoissonPublisher(_Strict):
+    """Independent events at a constant (or diurnally modulated) rate per player."""
+
+    kind: Literal["poisson"]
+    event_type: str = "notification"
+    rate_per_player_per_s: float = Field(gt=0)
+    diurnal: Diurnal | None = None
+    payload_bytes: DistSpec = Field(default_factory=lambda: _const(300))
+
+
+class BurstPublisher(_Strict):
+    """Periodic bursts of ``size`` events per player, as ``InsertNewNotifications`` publishes a batch in a loop."""
+
+    kind: Literal["burst"]
+    event_type: str = "notification"
+    size: int = Field(ge=1, description="Events in one burst.")
+    every_s: float = Field(gt=0, description="Period between a player's bursts.")
+    spacing_s: float = Field(default=0.0, ge=0, description="Gap between consecutive events of a burst.")
+    aligned: bool = Field(
+        default=False,
+        description="True: every player's bursts fall at the same instants (a batch job); "
+        "False: each player gets its own random phase.",
+    )
+    payload_bytes: DistSpec = Field(default_factory=lambda: _const(600))
+
+
+class TracePublisher(_Strict):
+    """Replays publish times from a CSV trace.
+
+    Columns: ``published_at`` (seconds from start, required); ``player`` (0-based index into
+    the population, optional: without it every event goes to player 0); ``event_type``
+    (optional, defaults to this publisher's ``event_type``); ``payload_bytes`` (optional).
+    """
+
+    kind: Literal["trace"]
+    file: Path
+    event_type: str = "notification"
+    payload_bytes: DistSpec = Field(default_factory=lambda: _const(300))
+
+
+Publisher = Annotated[PoissonPublisher | BurstPublisher | TracePublisher, Field(discriminator="kind")]
+
+
+class Population(_Strict):
+    """Who is subscribed: brands, players per brand and clients (tabs or devices) per player."""
+
+    brand_ids: list[Annotated[int, Field(gt=0, lt=2**31)]] = Field(default_factory=lambda: [1001], min_length=1)
+    players_per_brand: int = Field(default=100, ge=1)
+    first_player_id: int = Field(default=1, gt=0)
+    clients_per_player: int = Field(default=1, ge=1, description="Each client gets its own copy of every event.")
+
+    @field_validator("brand_ids")
+    @classmethod
+    def _unique(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("brand_ids must be unique")
+        return v
+
+    @property
+    def n_players(self) -> int:
+        return len(self.brand_ids) * self.players_per_brand
+
+    @property
+    def n_clients(self) -> int:
+        return self.n_players * self.clients_per_player
+
+
+class OutputBufferLimit(_Strict):
+    """Redis's ``client-output-buffer-limit pubsub`` applied to each gateway node's shared subscriber.
+
+    The node reads ``reader_rate_per_s`` messages per second; the backlog waits in Redis's
+    output buffer for that subscriber. Past ``hard_limit_bytes``, or above ``soft_limit_bytes``
+    for ``soft_seconds``, Redis closes the subscriber: the backlog is lost, and so is everything
+    published until it has resubscribed ``resubscribe_s`` later.
+    """
+
+    reader_rate_per_s: float = Field(gt=0)
+    hard_limit_bytes: int = Field(default=32 * 2**20, gt=0)
+    soft_limit_bytes: int = Field(default=8 * 2**20, ge=0)
+    soft_seconds: float = Field(default=60.0, ge=0)
+    resubscribe_s: float = Field(default=0.05, ge=0)
+    overhead_bytes: int = Field(default=40, ge=0, description="RESP framing and channel name per message.")
+
+
+class RedisConfig(_Strict):
+    """The Redis hop: publish to gateway latency, subscription set-up, output-buffer limits."""
+
+    hop_latency: DistSpec = Field(default_factory=lambda: _const(0.0002))
+    subscribe_latency: DistSpec = Field(
+        default_factory=lambda: _const(0.002),
+        description="Gap between the HTTP connect and an active subscription; events in it are lost.",
+    )
+    output_buffer: OutputBufferLimit | None = None
+
+
+class GatewayConfig(_Strict):
+    """The SSE gateway: per-connection buffer, overflow policy, keepalive, nodes."""
+
+    nodes: int = Field(default=1, ge=1)
+    buffer_size: int = Field(
+        default=50,
+        ge=1,
+        description="Events waiting per connection; one more may be in flight, so K = buffer_size + 1.",
+    )
+    overflow_policy: OverflowPolicy = "drop_newest"
+    keepalive_interval_s: float = Field(default=15.0, gt=0)
+    reader_yield_every: int = Field(
+        default=1,
+        ge=0,
+        description="The shared reader yields to the writers after this many messages that arrived "
+        "together; 0 = never while messages are pending (a burst larger than the buffer is then "
+        "dropped even for a fast client).",
+    )
+
+
+class ClientsConfig(_Strict):
+    """How clients read: drain time per event, network latency, socket buffering."""
+
+    drain_time: DistSpec = Field(default_factory=lambda: _const(0.001))
+    network_latency: DistSpec = Field(default_factory=lambda: _const(0.02))
+    socket_buffer_events: int = Field(
+        default=0,
+        ge=0,
+        description="Events the kernel socket buffers hold beyond the gateway's queue and in-flight slot.",
+    )
+
+
+class DisconnectWindow(_Strict):
+    """A scripted outage: the chosen clients are disconnected from ``start_s`` to ``end_s``."""
+
+    start_s: float = Field(ge=0)
+    end_s: float = Field(gt=0)
+    clients: Literal["all"] | list[Annotated[int, Field(ge=0)]] = "all"
+    fraction: float | None = Field(
+        default=None, gt=0, le=1, description="Pick this fraction of clients at random instead of `clients`."
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> DisconnectWindow:
+        if self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s}) must be after start_s ({self.start_s})")
+        return self
+
+
+class Flaps(_Strict):
+    """Random connection flaps: a Poisson process per client, each taking the client offline a while."""
+
+    rate_per_client_per_s: float = Field(gt=0)
+    offline: DistSpec = Field(default_factory=lambda: _const(3.0), description="Time until reconnected.")
+
+
+class MassDrop(_Strict):
+    """A gateway node dies (or is redeployed): all its clients drop and reconnect after the retry delay."""
+
+    at_s: float = Field(ge=0)
+    node: int | Literal["all"] = 0
+    retry_delay_s: float = Field(default=3.0, ge=0, description="Browser retry: Chromium 3 s, Firefox 5 s.")
+    jitter_s: float = Field(default=0.0, ge=0, description="Uniform extra delay in [0, jitter_s].")
+
+
+class DisconnectsConfig(_Strict):
+    """All the ways connections go away."""
+
+    windows: list[DisconnectWindow] = Field(default_factory=list)
+    flaps: Flaps | None = None
+    mass_drops: list[MassDrop] = Field(default_factory=list)
+    retry_delay_s: float = Field(
+        default=3.0, ge=0, description="Reconnect delay after the gateway closes a slow client (policy `disconnect`)."
+    )
+    retry_jitter_s: float = Field(default=0.0, ge=0)
+
+
+class Scenario(_Strict):
+    """A whole experiment: who publishes what to whom, through which gateway, and what goes wrong."""
+
+    name: str = "scenario"
+    description: str = ""
+    duration_s: float = Field(gt=0)
+    population: Population = Field(default_factory=Population)
+    publishers: list[Publisher] = Field(min_length=1)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    clients: ClientsConfig = Field(default_factory=ClientsConfig)
+    disconnects: DisconnectsConfig = Field(default_factory=DisconnectsConfig)
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Scenario:
+        for i, drop in enumerate(self.disconnects.mass_drops):
+            if drop.node != "all" and drop.node >= self.gateway.nodes:
+                raise ValueError(
+                    f"disconnects.mass_drops[{i}].node is {drop.node}, but gateway.nodes is "
+                    f"{self.gateway.nodes} (allowed: 0..{self.gateway.nodes - 1} or 'all')"
+                )
+        for i, w in enumerate(self.disconnects.windows):
+            if w.clients != "all":
+                bad = [c for c in w.clients if c >= self.population.n_clients]
+                if bad:
+                    raise ValueError(
+                        f"disconnects.windows[{i}].clients has {bad[:5]}, but there are only "
+                        f"{self.population.n_clients} clients (allowed: 0..{self.population.n_clients - 1})"
+                    )
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative file paths in this scenario (traces, empirical data) are read from."""
+        return self._base_dir
+
+    @property
+    def source(self) -> str | None:
+        """The file this scenario was loaded from, if any."""
+        return self._source
+
+    def bind(self, base_dir: Path, source: str | None = None) -> Scenario:
+        """Attach the folder relative paths resolve against, and load empirical data now."""
+        self._base_dir = Path(base_dir)
+        self._source = source
+        for dist in _iter_empirical(self):
+            dist.bind(self._base_dir)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible form, suitable to record with a result or to write back as YAML."""
+        return json.loads(self.model_dump_json(by_alias=True))
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Scenario:
+        """A copy with dotted-path keys replaced, e.g. ``{"gateway.buffer_size": 100}``; validated again."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            node: Any = data
+            parts = dotted.split(".")
+            for part in parts[:-1]:
+                node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+            last = parts[-1]
+            if isinstance(node, list):
+                node[int(last)] = value
+            else:
+                node[last] = value
+        return scenario_from_dict(data, source=self._source, base_dir=self._base_dir)
+
+
+def _iter_empirical(model: BaseModel):  # type: ignore[no-untyped-def]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, Empirical):
+                yield item
+            elif isinstance(item, BaseModel):
+                yield from _iter_empirical(item)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and error reporting
+
+
+def _fmt_path(parts: list[Any]) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out or "(top level)"
+
+
+def _model_at(loc: tuple[Any, ...]) -> tuple[list[Any], type[BaseModel] | None]:
+    """Walk ``loc`` through the Scenario model: the clean key path, and the model class it ends in.
+
+    Pydantic puts the discriminator tag of a tagged union into ``loc``; it is not a key the
+    user wrote, so it is dropped from the path shown.
+    """
+    path: list[Any] = []
+    model: Any = Scenario
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        path.append(part)
+        annotation = None
+        if isinstance(model, type) and issubclass(model, BaseModel) and isinstance(part, str):
+            field = model.model_fields.get(part)
+            annotation = field.annotation if field else None
+        model = None
+        # unwrap list[...] / Optional / Annotated / unions
+        while annotation is not None:
+            origin = typing.get_origin(annotation)
+            args = typing.get_args(annotation)
+            if origin is list and i + 1 < len(loc) and isinstance(loc[i + 1], int):
+                i += 1
+                path.append(loc[i])
+                annotation = args[0]
+                continue
+            if origin is Annotated:
+                annotation = args[0]
+                continue
+            if origin in (typing.Union, types.UnionType):
+                models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+                tagged = {}
+                for m in models:
+                    kind = m.model_fields.get("kind")
+                    if kind is not None:
+                        for lit in typing.get_args(kind.annotation):
+                            tagged[lit] = m
+                if tagged and i + 1 < len(loc) and loc[i + 1] in tagged:
+                    i += 1
+                    model = tagged[loc[i]]
+                elif len(models) == 1:
+                    model = models[0]
+                break
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
+            break
+        i += 1
+    return path, model
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = tuple(err.get("loc", ()))
+    etype = err.get("type", "")
+    if etype == "extra_forbidden":
+        path, _ = _model_at(loc)
+        _, parent = _model_at(loc[:-1])
+        allowed = sorted(parent.model_fields) if parent is not None else []
+        allowed_txt = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"{_fmt_path(path)}: unknown key{allowed_txt}"
+    path, _ = _model_at(loc)
+    msg = err.get("msg", "invalid value")
+    if etype == "union_tag_invalid" or etype == "union_tag_not_found":
+        ctx = err.get("ctx", {})
+        expected = ctx.get("expected_tags", "")
+        msg = f"'kind' must be one of {expected}" if expected else msg
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    got = err.get("input")
+    got_txt = ""
+    if etype not in ("missing",) and not isinstance(got, (dict, list)) and got is not None:
+        got_txt = f" (got {got!r})"
+    return f"{_fmt_path(path)}: {msg}{got_txt}"
+
+
+def scenario_from_dict(
+    data: Any, *, source: str | None = None, base_dir: Path | str | None = None
+) -> Scenario:
+    """Validate a plain mapping into a Scenario, raising :class:`ScenarioError` with every problem."""
+    where = source or "<scenario>"
+    if not isinstance(data, dict):
+        raise ScenarioError(
+            f"{where}: a scenario must be a mapping of keys (duration_s, publishers, ...), "
+            f"got {type(data).__name__}",
+            source=source,
+        )
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(e) for e in exc.errors()]
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise ScenarioError(f"{where}: invalid scenario\n{lines}", problems=problems, source=source) from None
+    base = Path(base_dir) if base_dir is not None else (Path(source).parent if source else Path.cwd())
+    try:
+        scenario.bind(base, source)
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: {exc}", source=source) from None
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file; errors name the file, key path and what is allowed."""
+    p = Path(path)
+    if not p.is_file():
+        raise ScenarioError(f"{p}: no such scenario file", source=str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{p}: cannot read scenario file: {exc}", source=str(p)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(f"{p}: not valid YAML{where}: {problem}", source=str(p)) from None
+    return scenario_from_dict(data, source=str(p), base_dir=p.parent)
+
+
+def as_scenario(scenario: Scenario | str | Path | dict[str, Any]) -> Scenario:
+    """Accept a Scenario, a path to a YAML file, or a mapping."""
+    if isinstance(scenario, Scenario):
+        return scenario
+    if isinstance(scenario, dict):
+        return scenario_from_dict(scenario)
+    return load_scenario(scenario)
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario file (what ``sse-sim schema scenario`` prints)."""
+    return Scenario.model_json_schema(by_alias=True)
+
+
+__all__ = [
+    "Scenario",
+    "Population",
+    "PoissonPublisher",
+    "BurstPublisher",
+    "TracePublisher",
+    "Diurnal",
+    "RedisConfig",
+    "OutputBufferLimit",
+    "GatewayConfig",
+    "ClientsConfig",
+    "DisconnectsConfig",
+    "DisconnectWindow",
+    "Flaps",
+    "MassDrop",
+    "OVERFLOW_POLICIES",
+    "load_scenario",
+    "scenario_from_dict",
+    "as_scenario",
+    "scenario_json_schema",
+]

@@ -1,0 +1,447 @@
+"""The workload: a scenario turned into arrays of publishes and client sessions, for one seed.
+
+Both the simulation engine and the real-mode runner consume a :class:`Workload`, so they see
+the same publishes, to the same players, at the same instants, and the same disconnects.
+
+Randomness: one :class:`numpy.random.SeedSequence` per run, spawned into one named child per
+random stream (each publisher, payload sizes, hop latency, subscribe latency, drain, network,
+each disconnect source). Changing one stream, say the flaps, never reshuffles another, say the
+publish times.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+import pandas as pd
+
+from .errors import ScenarioError
+from .scenario import BurstPublisher, PoissonPublisher, Scenario, TracePublisher, as_scenario
+
+# Names of the random streams; a stream's seed depends on its name only, not on the order in
+# which streams are drawn, so adding a stream never perturbs the others.
+STREAMS = (
+    "hop",
+    "subscribe",
+    "drain",
+    "network",
+    "windows",
+    "flaps",
+    "mass_drops",
+    "reconnect",
+)
+
+
+def stream_rng(seed: int, name: str) -> np.random.Generator:
+    """The generator of one named random stream of a run: independent of every other stream."""
+    key = zlib.crc32(name.encode())
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, key]))
+
+
+def stream_key(seed: int, name: str) -> np.uint64:
+    """A 64-bit key for the engine's counter-based random numbers of one stream."""
+    return np.uint64(stream_rng(seed, name).integers(0, 2**63 - 1))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What happens in one run, as arrays: who publishes what when, and when each client is connected.
+
+    Events are grouped by player (player-major) and time-ordered within a player; the events of
+    player ``p`` are ``player_offsets[p]:player_offsets[p + 1]``. An event's id is its index.
+    Clients are laid out player-major too: client ``c`` belongs to player ``c // clients_per_player``
+    and is served by gateway node ``client_node[c]``. Each client has sessions
+    ``session_offsets[c]:session_offsets[c + 1]``: a connection opened at ``connect_at``,
+    subscribed from ``subscribed_at``, closed at ``disconnect_at`` (``inf``: still open at the end).
+    """
+
+    seed: int
+    duration_s: float
+    event_types: tuple[str, ...]
+    # events
+    published_at: np.ndarray
+    player: np.ndarray
+    event_type_code: np.ndarray
+    payload_bytes: np.ndarray
+    hop_latency_s: np.ndarray
+    player_offsets: np.ndarray
+    # population
+    brand_ids: np.ndarray
+    player_ids: np.ndarray
+    clients_per_player: int
+    client_node: np.ndarray
+    n_nodes: int
+    # sessions
+    session_offsets: np.ndarray
+    connect_at: np.ndarray
+    subscribed_at: np.ndarray
+    disconnect_at: np.ndarray
+    scenario_name: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_events(self) -> int:
+        return int(self.published_at.size)
+
+    @property
+    def n_players(self) -> int:
+        return int(self.player_ids.size)
+
+    @property
+    def n_clients(self) -> int:
+        return int(self.client_node.size)
+
+    @property
+    def n_sessions(self) -> int:
+        return int(self.connect_at.size)
+
+    def message_id(self, event_id: int) -> str:
+        """The notification ``message_id`` (a UUID) of one event; stable for a seed and event id."""
+        return str(uuid.UUID(int=((int(self.seed) & (2**64 - 1)) << 64) | int(event_id), version=4))
+
+    def events_frame(self) -> pd.DataFrame:
+        """The publish schedule as a DataFrame, one row per event, sorted by event id."""
+        return pd.DataFrame(
+            {
+                "event_id": np.arange(self.n_events, dtype=np.int64),
+                "published_at": self.published_at,
+                "brand_id": self.brand_ids[self.player_index_brand()][self.player],
+                "player_id": self.player_ids[self.player],
+                "event_type": pd.Categorical.from_codes(self.event_type_code, self.event_types),
+                "payload_bytes": self.payload_bytes,
+            }
+        )
+
+    def player_index_brand(self) -> np.ndarray:
+        """Index into ``brand_ids`` for each player (players are laid out brand-major)."""
+        per_brand = self.n_players // self.brand_ids.size
+        return np.arange(self.n_players) // per_brand
+
+    def player_brand_ids(self) -> np.ndarray:
+        """Brand id of each player."""
+        return self.brand_ids[self.player_index_brand()]
+
+    def sessions_frame(self) -> pd.DataFrame:
+        """Client sessions as a DataFrame: one row per connection."""
+        counts = np.diff(self.session_offsets)
+        client = np.repeat(np.arange(self.n_clients, dtype=np.int32), counts)
+        player = client // self.clients_per_player
+        return pd.DataFrame(
+            {
+                "client_id": client,
+                "brand_id": self.player_brand_ids()[player],
+                "player_id": self.player_ids[player],
+                "node": self.client_node[client],
+                "connect_at": self.connect_at,
+                "subscribed_at": self.subscribed_at,
+                "disconnect_at": self.disconnect_at,
+            }
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Publishers
+
+
+@numba.njit(cache=True)
+def _uniform_order_stats(counts, spacings, duration):  # pragma: no cover - jitted
+    """Sorted uniform times per segment from exponential spacings (no sort needed).
+
+    For a segment of n events, n + 1 exponential spacings E give sorted uniforms on [0, T) as
+    T * cumsum(E)[:n] / sum(E).
+    """
+    total = 0
+    for c in counts:
+        total += c
+    out = np.empty(total, np.float64)
+    src = 0
+    dst = 0
+    for p in range(counts.size):
+        n = counts[p]
+        s = 0.0
+        for k in range(n + 1):
+            s += spacings[src + k]
+        acc = 0.0
+        for k in range(n):
+            acc += spacings[src + k]
+            out[dst + k] = duration * acc / s
+        src += n + 1
+        dst += n
+    return out
+
+
+def _poisson(pub: PoissonPublisher, n_players: int, duration: float, rng: np.random.Generator):
+    amp = pub.diurnal.amplitude if pub.diurnal else 0.0
+    peak_rate = pub.rate_per_player_per_s * (1.0 + amp)
+    counts = rng.poisson(peak_rate * duration, n_players).astype(np.int64)
+    spacings = rng.standard_exponential(int(counts.sum()) + n_players)
+    times = _uniform_order_stats(counts, spacings, duration)
+    player = np.repeat(np.arange(n_players, dtype=np.int32), counts)
+    if pub.diurnal is not None and amp > 0:
+        # Thinning keeps the order: accept with probability rate(t) / peak_rate.
+        d = pub.diurnal
+        rate = 1.0 + amp * np.cos(2 * np.pi * (times - d.peak_at_s) / d.period_s)
+        keep = rng.random(times.size) * (1.0 + amp) < rate
+        times, player = times[keep], player[keep]
+    return times, player
+
+
+def _burst(pub: BurstPublisher, n_players: int, duration: float, rng: np.random.Generator):
+    if pub.aligned:
+        phase = np.zeros(n_players)
+    else:
+        phase = rng.random(n_players) * pub.every_s
+    n_bursts = np.maximum(np.ceil((duration - phase) / pub.every_s), 0).astype(np.int64)
+    player_b = np.repeat(np.arange(n_players, dtype=np.int32), n_bursts)
+    first = np.repeat(np.cumsum(n_bursts) - n_bursts, n_bursts)
+    k = np.arange(player_b.size) - first
+    starts = phase[player_b] + k * pub.every_s
+    times = (starts[:, None] + np.arange(pub.size) * pub.spacing_s).ravel()
+    player = np.repeat(player_b, pub.size)
+    keep = times < duration
+    return times[keep], player[keep]
+
+
+def _trace(pub: TracePublisher, n_players: int, duration: float, base_dir: Path, event_types: list[str]):
+    path = pub.file if pub.file.is_absolute() else base_dir / pub.file
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ScenarioError(f"trace file not found: {path}") from None
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
+        raise ScenarioError(f"{path}: cannot read trace: {exc}") from None
+    if "published_at" not in frame.columns:
+        raise ScenarioError(
+            f"{path}: trace needs a 'published_at' column (seconds); has {', '.join(map(str, frame.columns))}"
+        )
+    t = pd.to_numeric(frame["published_at"], errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
+    if bad.size:
+        raise ScenarioError(f"{path}: row {int(bad[0]) + 2}: published_at must be a number >= 0")
+    if "player" in frame.columns:
+        player = pd.to_numeric(frame["player"], errors="coerce").to_numpy()
+        badp = np.flatnonzero(~np.isfinite(player) | (player < 0) | (player >= n_players) | (player % 1 != 0))
+        if badp.size:
+            raise ScenarioError(
+                f"{path}: row {int(badp[0]) + 2}: player must be an index 0..{n_players - 1}"
+            )
+        player = player.astype(np.int32)
+    else:
+        player = np.zeros(t.size, np.int32)
+    types = None
+    if "event_type" in frame.columns:
+        names = frame["event_type"].astype(str).to_numpy()
+        for name in pd.unique(names):
+            if name not in event_types:
+                event_types.append(name)
+        types = np.array([event_types.index(n) for n in names], dtype=np.int16)
+    sizes = None
+    if "payload_bytes" in frame.columns:
+        sizes = pd.to_numeric(frame["payload_bytes"], errors="coerce").fillna(0).to_numpy(np.int64)
+    keep = t < duration
+    order = np.lexsort((t[keep], player[keep]))
+    t, player = t[keep][order], player[keep][order]
+    types = types[keep][order] if types is not None else None
+    sizes = sizes[keep][order] if sizes is not None else None
+    return t, player, types, sizes
+
+
+@numba.njit(cache=True)
+def _merge_by_player(n_players, starts, player_all, time_all):  # pragma: no cover - jitted
+    """Stable k-way merge of k player-major, time-sorted streams into one; returns the permutation."""
+    k = starts.size - 1
+    total = starts[k]
+    perm = np.empty(total, np.int64)
+    heads = starts[:-1].copy()
+    out = 0
+    for p in range(n_players):
+        while True:
+            best = -1
+            best_t = np.inf
+            for j in range(k):
+                h = heads[j]
+                if h < starts[j + 1] and player_all[h] == p:
+                    if best < 0 or time_all[h] < best_t:
+                        best = j
+                        best_t = time_all[h]
+            if best < 0:
+                break
+            perm[out] = heads[best]
+            heads[best] += 1
+            out += 1
+    return perm
+
+
+def _publishes(scenario: Scenario, seed: int):
+    n_players = scenario.population.n_players
+    duration = scenario.duration_s
+    event_types: list[str] = []
+    parts_t, parts_p, parts_c, parts_s = [], [], [], []
+    for i, pub in enumerate(scenario.publishers):
+        rng = stream_rng(seed, f"publisher[{i}]")
+        size_rng = stream_rng(seed, f"payload[{i}]")
+        if pub.event_type not in event_types:
+            event_types.append(pub.event_type)
+        code = event_types.index(pub.event_type)
+        types = sizes = None
+        if isinstance(pub, PoissonPublisher):
+            t, p = _poisson(pub, n_players, duration, rng)
+        elif isinstance(pub, BurstPublisher):
+            t, p = _burst(pub, n_players, duration, rng)
+        else:
+            t, p, types, sizes = _trace(pub, n_players, duration, scenario.base_dir, event_types)
+        if types is None:
+            types = np.full(t.size, code, np.int16)
+        drawn = np.maximum(np.rint(pub.payload_bytes.sample(size_rng, t.size)), 1).astype(np.int32)
+        if sizes is not None:
+            drawn = np.where(sizes > 0, sizes, drawn).astype(np.int32)
+        parts_t.append(t)
+        parts_p.append(p.astype(np.int32))
+        parts_c.append(types)
+        parts_s.append(drawn)
+    if len(parts_t) == 1:
+        return parts_t[0], parts_p[0], parts_c[0], parts_s[0], event_types
+    starts = np.concatenate([[0], np.cumsum([x.size for x in parts_t])]).astype(np.int64)
+    t_all = np.concatenate(parts_t)
+    p_all = np.concatenate(parts_p)
+    perm = _merge_by_player(n_players, starts, p_all, t_all)
+    return t_all[perm], p_all[perm], np.concatenate(parts_c)[perm], np.concatenate(parts_s)[perm], event_types
+
+
+# ----------------------------------------------------------------------------------------------
+# Sessions
+
+
+@numba.njit(cache=True)
+def _sessions_from_downtime(n_clients, duration, d_client, d_start, d_end):  # pragma: no cover
+    """Per client, the complement in [0, inf) of the union of its downtime intervals.
+
+    Downtime must be sorted by (client, start). Returns CSR offsets and connect/disconnect times;
+    the first session of each client starts at 0 (connected before the run starts).
+    """
+    n = d_client.size
+    cap = n_clients + n
+    off = np.zeros(n_clients + 1, np.int64)
+    con = np.empty(cap, np.float64)
+    dis = np.empty(cap, np.float64)
+    first = np.zeros(cap, np.bool_)
+    out = 0
+    i = 0
+    for c in range(n_clients):
+        off[c] = out
+        cur = 0.0
+        con[out] = 0.0
+        first[out] = True
+        while i < n and d_client[i] == c:
+            s = d_start[i]
+            e = d_end[i]
+            i += 1
+            if e <= cur:
+                continue
+            if s <= cur:
+                # overlapping outage: extend the current one (the session starting at cur is moved)
+                cur = e
+                con[out] = cur
+                first[out] = False
+                continue
+            dis[out] = s
+            out += 1
+            con[out] = e
+            first[out] = False
+            cur = e
+        dis[out] = np.inf
+        out += 1
+    off[n_clients] = out
+    return off, con[:out], dis[:out], first[:out]
+
+
+def _downtime(scenario: Scenario, seed: int, client_node: np.ndarray):
+    n_clients = client_node.size
+    duration = scenario.duration_s
+    dc = scenario.disconnects
+    cs, ss, es = [], [], []
+    rng_w = stream_rng(seed, "windows")
+    for w in dc.windows:
+        if w.fraction is not None:
+            chosen = np.flatnonzero(rng_w.random(n_clients) < w.fraction)
+        elif w.clients == "all":
+            chosen = np.arange(n_clients)
+        else:
+            chosen = np.unique(np.asarray(w.clients, dtype=np.int64))
+        cs.append(chosen)
+        ss.append(np.full(chosen.size, w.start_s))
+        es.append(np.full(chosen.size, w.end_s))
+    if dc.flaps is not None:
+        rng_f = stream_rng(seed, "flaps")
+        counts = rng_f.poisson(dc.flaps.rate_per_client_per_s * duration, n_clients)
+        clients = np.repeat(np.arange(n_clients), counts)
+        starts = rng_f.random(clients.size) * duration
+        offline = dc.flaps.offline.sample(rng_f, clients.size)
+        cs.append(clients)
+        ss.append(starts)
+        es.append(starts + offline)
+    rng_m = stream_rng(seed, "mass_drops")
+    for drop in dc.mass_drops:
+        chosen = np.arange(n_clients) if drop.node == "all" else np.flatnonzero(client_node == drop.node)
+        delay = drop.retry_delay_s + rng_m.random(chosen.size) * drop.jitter_s
+        cs.append(chosen)
+        ss.append(np.full(chosen.size, drop.at_s))
+        es.append(drop.at_s + delay)
+    if not cs:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    c = np.concatenate(cs).astype(np.int64)
+    s = np.concatenate(ss).astype(np.float64)
+    e = np.concatenate(es).astype(np.float64)
+    order = np.lexsort((s, c))
+    return c[order], s[order], e[order]
+
+
+def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0) -> Workload:
+    """Turn a scenario into the arrays of one run; the same seed always gives the same arrays."""
+    scenario = as_scenario(scenario)
+    seed = int(seed)
+    pop = scenario.population
+    n_players = pop.n_players
+    times, player, types, sizes, event_types = _publishes(scenario, seed)
+    player_offsets = np.zeros(n_players + 1, np.int64)
+    np.cumsum(np.bincount(player, minlength=n_players), out=player_offsets[1:])
+    hop = scenario.redis.hop_latency.sample(stream_rng(seed, "hop"), times.size)
+
+    brand_ids = np.asarray(pop.brand_ids, dtype=np.int64)
+    player_ids = np.tile(np.arange(pop.players_per_brand, dtype=np.int64) + pop.first_player_id, brand_ids.size)
+    n_clients = pop.n_clients
+    client_node = (np.arange(n_clients) % scenario.gateway.nodes).astype(np.int16)
+
+    dc, ds, de = _downtime(scenario, seed, client_node)
+    off, con, dis, first = _sessions_from_downtime(n_clients, scenario.duration_s, dc, ds, de)
+    sub_lat = scenario.redis.subscribe_latency.sample(stream_rng(seed, "subscribe"), con.size)
+    subscribed = np.where(first, con, con + sub_lat)
+    return Workload(
+        seed=seed,
+        duration_s=float(scenario.duration_s),
+        event_types=tuple(event_types),
+        published_at=times,
+        player=player,
+        event_type_code=types,
+        payload_bytes=sizes,
+        hop_latency_s=hop,
+        player_offsets=player_offsets,
+        brand_ids=brand_ids,
+        player_ids=player_ids,
+        clients_per_player=pop.clients_per_player,
+        client_node=client_node,
+        n_nodes=scenario.gateway.nodes,
+        session_offsets=off,
+        connect_at=con,
+        subscribed_at=subscribed,
+        disconnect_at=dis,
+        scenario_name=scenario.name,
+    )
+
+
+__all__ = ["Workload", "build_workload", "stream_rng", "stream_key", "STREAMS"]

@@ -1,0 +1,206 @@
+"""The ``sse-sim`` command line: run, check an SLO, validate, print schemas and column docs.
+
+Every user error (bad scenario, bad option, unreadable file) ends with one clear message on
+stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import SseSimError
+
+app = typer.Typer(
+    name="sse-sim",
+    help="Simulate and measure SSE delivery through Redis pub/sub: loss by cause, latency, buffer sizing.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+schema_app = typer.Typer(help="Print a JSON Schema.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the run; the same seed gives the same records.")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a user-facing error on stderr and return the Exit to raise."""
+    typer.echo(f"sse-sim: {message}", err=True)
+    return typer.Exit(code)
+
+
+def format_summary(summary, title: str = "") -> str:  # type: ignore[no-untyped-def]
+    """The summary Series as an aligned two-column text table, with units."""
+    from .records import SUMMARY
+
+    units = {c.name: c.unit for c in SUMMARY}
+    lines = [title] if title else []
+    width = max(len(k) for k in summary.index)
+    for key, value in summary.items():
+        unit = units.get(key, "")
+        if isinstance(value, float):
+            if math.isnan(value):
+                text = "-"
+            elif key.startswith("loss_rate"):
+                text = f"{value:.6%}"
+            elif key.endswith("_s") and key != "duration_s":
+                text = f"{value * 1000:.3f} ms"
+                unit = ""
+            else:
+                text = f"{value:,.3f}"
+        else:
+            text = f"{value:,}"
+        lines.append(f"  {key:<{width}}  {text} {unit if unit not in ('fraction',) else ''}".rstrip())
+    return "\n".join(lines)
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    from .scenario import load_scenario
+
+    return load_scenario(path)
+
+
+@app.command()
+def validate(scenario: ScenarioArg) -> None:
+    """Check a scenario file; print what is wrong, or a one-line description of it."""
+    sc = _load(scenario)
+    pop = sc.population
+    typer.echo(
+        f"{scenario}: valid ({sc.name}: {sc.duration_s:g} s, {pop.n_players} players, "
+        f"{pop.n_clients} clients, {len(sc.publishers)} publishers, buffer {sc.gateway.buffer_size} "
+        f"{sc.gateway.overflow_policy})"
+    )
+
+
+@app.command()
+def run(
+    scenario: ScenarioArg,
+    seed: SeedOpt = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for records.parquet, summary.json, throughput.csv.")] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Also write PNG figures into --out.")] = True,
+) -> None:
+    """Run a scenario through the simulator, print its summary, and write its outputs."""
+    from tqdm.auto import tqdm
+
+    from .simulation import simulate
+
+    sc = _load(scenario)
+    with tqdm(total=1, desc=f"simulating {sc.name}", unit="run", leave=False, disable=None) as bar:
+        result = simulate(sc, seed=seed)
+        bar.update(1)
+    typer.echo(format_summary(result.summary(), f"{sc.name} (seed {seed}, backend sim)"))
+    if out is not None:
+        paths = result.save(out)
+        if plots:
+            paths.update(_write_plots(result, out))
+        for name, path in paths.items():
+            typer.echo(f"wrote {name}: {path}")
+
+
+def _write_plots(result, out: Path) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    try:
+        from .plots import save_standard_figures
+    except ImportError:
+        return {}
+    return save_standard_figures(result, out)
+
+
+@app.command()
+def check(
+    scenario: ScenarioArg,
+    max_loss: Annotated[float | None, typer.Option("--max-loss", help="Largest allowed loss rate (fraction, e.g. 0.0001).")] = None,
+    max_p99: Annotated[float | None, typer.Option("--max-p99", help="Largest allowed p99 latency, seconds.")] = None,
+    max_cause: Annotated[
+        list[str] | None,
+        typer.Option("--max-cause", help="Per-cause limit CAUSE=FRACTION, e.g. dropped_overflow=0; repeatable."),
+    ] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Fail (exit 1) when a run breaks the SLO, naming what broke; for CI pipelines."""
+    from .outcomes import LOSS_CAUSES
+    from .simulation import simulate
+
+    if max_loss is None and max_p99 is None and not max_cause:
+        raise fail("check needs at least one of --max-loss, --max-p99, --max-cause")
+    limits: dict[str, float] = {}
+    for item in max_cause or []:
+        name, _, value = item.partition("=")
+        if name not in LOSS_CAUSES:
+            raise fail(f"--max-cause {item!r}: unknown cause {name!r} (allowed: {', '.join(LOSS_CAUSES)})")
+        try:
+            limits[name] = float(value)
+        except ValueError:
+            raise fail(f"--max-cause {item!r}: the limit must be a number, as in {name}=0.001") from None
+    sc = _load(scenario)
+    summary = simulate(sc, seed=seed).summary()
+    broken = []
+    if max_loss is not None and not summary["loss_rate"] <= max_loss:
+        broken.append(f"loss rate {summary['loss_rate']:.6%} > {max_loss:.6%}")
+    if max_p99 is not None and not summary["latency_p99_s"] <= max_p99:
+        broken.append(f"p99 latency {summary['latency_p99_s'] * 1000:.3f} ms > {max_p99 * 1000:.3f} ms")
+    for cause, limit in limits.items():
+        value = summary[f"loss_rate_{cause}"]
+        if not value <= limit:
+            broken.append(f"{cause} {value:.6%} > {limit:.6%}")
+    typer.echo(format_summary(summary, f"{sc.name} (seed {seed})"))
+    if broken:
+        typer.echo("SLO BROKEN: " + "; ".join(broken), err=True)
+        raise typer.Exit(1)
+    typer.echo("SLO met")
+
+
+@schema_app.command("scenario")
+def schema_scenario() -> None:
+    """The JSON Schema of a scenario file."""
+    from .scenario import scenario_json_schema
+
+    typer.echo(json.dumps(scenario_json_schema(), indent=2))
+
+
+@app.command()
+def columns(table: Annotated[str | None, typer.Argument(help="records, summary, throughput, ...")] = None) -> None:
+    """Print the documented columns of the returned DataFrames as Markdown."""
+    from .records import TABLES, columns_markdown
+
+    if table is not None and table not in TABLES:
+        raise fail(f"unknown table {table!r} (allowed: {', '.join(TABLES)})")
+    typer.echo(columns_markdown(table))
+
+
+def _register_plugins() -> None:
+    """Commands that live beside the subsystems they drive."""
+
+
+_register_plugins()
+
+
+def main() -> None:
+    """Entry point: run the app, turning sse_sim's user errors into one line and exit 2."""
+    try:
+        app(standalone_mode=False)
+    except SseSimError as exc:
+        typer.echo(f"sse-sim: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("sse-sim: aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

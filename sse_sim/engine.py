@@ -299,7 +299,6 @@ def _clients(
             if conn_end <= arr:
                 # subscribed at publish, but the connection closed before the event got there
                 outcome[r] = LOST_IN_BUFFER
-                left_at[r] = conn_end
                 continue
             # 4. deliver everything the client finished reading by now
             f_head, n_flight, w_head, n_wait, head_done, last_recv = _advance(
@@ -330,7 +329,6 @@ def _clients(
                 wait[(w_head + n_wait - 1) % buffer_size] = r
             else:  # disconnect: close the slow connection, the client retries later
                 outcome[r] = DISCONNECTED_SLOW
-                left_at[r] = arr
                 _flush(flight, f_head, n_flight, wait, w_head, n_wait, DISCONNECTED_SLOW, arr, outcome, left_at)
                 n_flight = 0
                 n_wait = 0

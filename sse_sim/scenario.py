@@ -271,6 +271,11 @@ class Scenario(_Strict):
         """Attach the folder relative paths resolve against, and load empirical data now."""
         self._base_dir = Path(base_dir)
         self._source = source
+        for i, pub in enumerate(self.publishers):
+            if isinstance(pub, TracePublisher):
+                path = pub.file if pub.file.is_absolute() else self._base_dir / pub.file
+                if not path.is_file():
+                    raise ValueError(f"publishers[{i}].file: trace file not found: {path}")
         for dist in _iter_empirical(self):
             dist.bind(self._base_dir)
         return self

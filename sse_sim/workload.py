@@ -252,11 +252,14 @@ def _trace(pub: TracePublisher, n_players: int, duration: float, base_dir: Path,
 
 
 @numba.njit(cache=True)
-def _merge_by_player(n_players, starts, player_all, time_all):  # pragma: no cover - jitted
-    """Stable k-way merge of k player-major, time-sorted streams into one; returns the permutation."""
+def _merge_by_player(n_players, starts, player_all, time_all, type_all, size_all):  # pragma: no cover
+    """Stable k-way merge of k player-major, time-sorted streams into one (ties: earlier stream first)."""
     k = starts.size - 1
     total = starts[k]
-    perm = np.empty(total, np.int64)
+    t_out = np.empty(total, np.float64)
+    p_out = np.empty(total, np.int32)
+    c_out = np.empty(total, np.int16)
+    s_out = np.empty(total, np.int32)
     heads = starts[:-1].copy()
     out = 0
     for p in range(n_players):
@@ -271,10 +274,14 @@ def _merge_by_player(n_players, starts, player_all, time_all):  # pragma: no cov
                         best_t = time_all[h]
             if best < 0:
                 break
-            perm[out] = heads[best]
+            h = heads[best]
+            t_out[out] = time_all[h]
+            p_out[out] = p
+            c_out[out] = type_all[h]
+            s_out[out] = size_all[h]
             heads[best] += 1
             out += 1
-    return perm
+    return t_out, p_out, c_out, s_out
 
 
 def _publishes(scenario: Scenario, seed: int):
@@ -307,10 +314,15 @@ def _publishes(scenario: Scenario, seed: int):
     if len(parts_t) == 1:
         return parts_t[0], parts_p[0], parts_c[0], parts_s[0], event_types
     starts = np.concatenate([[0], np.cumsum([x.size for x in parts_t])]).astype(np.int64)
-    t_all = np.concatenate(parts_t)
-    p_all = np.concatenate(parts_p)
-    perm = _merge_by_player(n_players, starts, p_all, t_all)
-    return t_all[perm], p_all[perm], np.concatenate(parts_c)[perm], np.concatenate(parts_s)[perm], event_types
+    t, p, c, s = _merge_by_player(
+        n_players,
+        starts,
+        np.concatenate(parts_p),
+        np.concatenate(parts_t),
+        np.concatenate(parts_c),
+        np.concatenate(parts_s),
+    )
+    return t, p, c, s, event_types
 
 
 # ----------------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ test: install-test
 
 bench: install-test
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_events.py
+	$(BIN)/python bench/bench_gateway.py
 
 lab: install
 	$(BIN)/python -m pip install -q -e '.[notebook]'

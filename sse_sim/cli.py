@@ -50,7 +50,7 @@ def format_summary(summary, title: str = "") -> str:  # type: ignore[no-untyped-
                 text = "-"
             elif key.startswith("loss_rate"):
                 text = f"{value:.6%}"
-            elif key.endswith("_s") and key != "duration_s":
+            elif unit == "s" and key != "duration_s":
                 text = f"{value * 1000:.3f} ms"
                 unit = ""
             else:
@@ -87,14 +87,10 @@ def run(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Also write PNG figures into --out.")] = True,
 ) -> None:
     """Run a scenario through the simulator, print its summary, and write its outputs."""
-    from tqdm.auto import tqdm
-
     from .simulation import simulate
 
     sc = _load(scenario)
-    with tqdm(total=1, desc=f"simulating {sc.name}", unit="run", leave=False, disable=None) as bar:
-        result = simulate(sc, seed=seed)
-        bar.update(1)
+    result = simulate(sc, seed=seed, progress=True)
     typer.echo(format_summary(result.summary(), f"{sc.name} (seed {seed}, backend sim)"))
     if out is not None:
         paths = result.save(out)
@@ -156,6 +152,30 @@ def check(
     typer.echo("SLO met")
 
 
+@app.command()
+def replicate(
+    scenario: ScenarioArg,
+    seeds: Annotated[int, typer.Option("--seeds", min=2, help="Number of seeds (0..N-1).")] = 10,
+    level: Annotated[float, typer.Option("--level", min=0.5, max=0.999, help="Confidence level.")] = 0.95,
+    out: Annotated[Path | None, typer.Option("--out", help="Write per_seed.csv and ci.csv here.")] = None,
+) -> None:
+    """Run several seeds and print each summary metric's mean with its confidence interval."""
+    import pandas as pd
+
+    from .simulation import replicate as run_replications
+
+    sc = _load(scenario)
+    per_seed, ci = run_replications(sc, seeds, level=level, progress=True)
+    with pd.option_context("display.width", 120, "display.max_rows", 100, "display.float_format", "{:.6g}".format):
+        typer.echo(f"{sc.name}: {seeds} seeds, {level:.0%} intervals")
+        typer.echo(ci.to_string(index=False))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        per_seed.to_csv(out / "per_seed.csv", index=False)
+        ci.to_csv(out / "ci.csv", index=False)
+        typer.echo(f"wrote {out / 'per_seed.csv'} and {out / 'ci.csv'}")
+
+
 @schema_app.command("scenario")
 def schema_scenario() -> None:
     """The JSON Schema of a scenario file."""
@@ -184,7 +204,9 @@ _register_plugins()
 def main() -> None:
     """Entry point: run the app, turning sse_sim's user errors into one line and exit 2."""
     try:
-        app(standalone_mode=False)
+        # without standalone mode click returns the code of a typer.Exit instead of exiting
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except SseSimError as exc:
         typer.echo(f"sse-sim: {exc}", err=True)
         sys.exit(2)

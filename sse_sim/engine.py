@@ -22,6 +22,7 @@ hash, so the loop has no random state of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -208,6 +209,8 @@ def _clients(
     retry_jitter,
     sub_table,
     key,
+    c_lo,
+    c_hi,
     outcome,
     gateway_at,
     left_at,
@@ -220,14 +223,13 @@ def _clients(
     drained, evicted or flushed), received_at and session_id (index of the session, -1 if none).
     Returns the greatest number of events held by any connection at once.
     """
-    n_clients = row_off.size - 1
     use_node = node_read_at.size > 0
     wait = np.empty(buffer_size, np.int64)
     flight = np.empty(inflight_cap, np.int64)
     enter = np.empty(inflight_cap, np.float64)
     max_held = 0
     n_sub = sub_table.size
-    for c in range(n_clients):
+    for c in range(c_lo, c_hi):
         r0 = row_off[c]
         r1 = row_off[c + 1]
         if r1 == r0:
@@ -393,8 +395,12 @@ def _node_arrivals(scenario: Scenario, w: Workload, event_id: np.ndarray, client
     return read_at, lost
 
 
-def run_engine(scenario: Scenario, w: Workload) -> EngineOutput:
-    """Simulate every (event, client) delivery attempt of a workload under a scenario's gateway."""
+def run_engine(scenario: Scenario, w: Workload, progress: Callable[[int], None] | None = None) -> EngineOutput:
+    """Simulate every (event, client) delivery attempt of a workload under a scenario's gateway.
+
+    ``progress``, if given, is called with the number of rows just simulated, in chunks of
+    clients (for a progress bar); the result does not depend on it.
+    """
     row_off, event_id, client_id = _row_layout(w.player_offsets, w.clients_per_player)
     n_rows = event_id.size
     drain = scenario.clients.drain_time.sample(stream_rng(w.seed, "drain"), n_rows)
@@ -411,33 +417,42 @@ def run_engine(scenario: Scenario, w: Workload) -> EngineOutput:
     received_at = np.full(n_rows, np.nan)
     session_id = np.empty(n_rows, np.int32)
     g = scenario.gateway
-    _clients(
-        row_off,
-        event_id,
-        w.client_node,
-        w.published_at,
-        w.hop_latency_s,
-        node_read_at,
-        node_lost,
-        w.session_offsets,
-        w.subscribed_at,
-        w.disconnect_at,
-        drain,
-        net,
-        int(g.buffer_size),
-        int(1 + scenario.clients.socket_buffer_events),
-        int(POLICY_CODES[g.overflow_policy]),
-        int(g.reader_yield_every),
-        float(scenario.disconnects.retry_delay_s),
-        float(scenario.disconnects.retry_jitter_s),
-        sub_table,
-        stream_key(w.seed, "reconnect"),
-        outcome,
-        gateway_at,
-        left_at,
-        received_at,
-        session_id,
-    )
+    key = stream_key(w.seed, "reconnect_delay")
+    n_clients = w.n_clients
+    step = n_clients if progress is None else max(n_clients // 50, 1)
+    for c_lo in range(0, n_clients, step):
+        c_hi = min(c_lo + step, n_clients)
+        _clients(
+            row_off,
+            event_id,
+            w.client_node,
+            w.published_at,
+            w.hop_latency_s,
+            node_read_at,
+            node_lost,
+            w.session_offsets,
+            w.subscribed_at,
+            w.disconnect_at,
+            drain,
+            net,
+            int(g.buffer_size),
+            int(1 + scenario.clients.socket_buffer_events),
+            int(POLICY_CODES[g.overflow_policy]),
+            int(g.reader_yield_every),
+            float(scenario.disconnects.retry_delay_s),
+            float(scenario.disconnects.retry_jitter_s),
+            sub_table,
+            key,
+            c_lo,
+            c_hi,
+            outcome,
+            gateway_at,
+            left_at,
+            received_at,
+            session_id,
+        )
+        if progress is not None:
+            progress(int(row_off[c_hi] - row_off[c_lo]))
     return EngineOutput(event_id, client_id, outcome, gateway_at, left_at, received_at, session_id)
 
 

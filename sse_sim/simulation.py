@@ -153,21 +153,43 @@ def records_frame(w: Workload, out: Any) -> pd.DataFrame:
     return pd.DataFrame({c.name: data[c.name] for c in RECORDS}, copy=False)
 
 
-def simulate(scenario: Scenario | str | Path | dict, seed: int = 0) -> SimulationResult:
-    """Run a scenario through the simulation engine; the same seed gives the same records, bit for bit."""
+def simulate(scenario: Scenario | str | Path | dict, seed: int = 0, *, progress: bool = False) -> SimulationResult:
+    """Run a scenario through the simulation engine; the same seed gives the same records, bit for bit.
+
+    ``scenario`` is a :class:`Scenario`, a path to a YAML file, or a mapping. ``progress`` shows
+    a progress bar (tqdm; in notebooks too) over the (event, client) rows simulated.
+    """
     sc = as_scenario(scenario)
     w = build_workload(sc, seed)
-    out = run_engine(sc, w)
+    if progress:
+        from tqdm.auto import tqdm
+
+        with tqdm(total=w.n_events * w.clients_per_player, desc=sc.name, unit="row", unit_scale=True) as bar:
+            out = run_engine(sc, w, bar.update)
+    else:
+        out = run_engine(sc, w)
     return SimulationResult(records_frame(w, out), sc, int(seed), "sim", w)
 
 
 def replicate(
-    scenario: Scenario | str | Path | dict, seeds: int | list[int] = 10, *, level: float = 0.95
+    scenario: Scenario | str | Path | dict,
+    seeds: int | list[int] = 10,
+    *,
+    level: float = 0.95,
+    progress: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run several seeds; return (one summary row per seed, confidence interval per metric)."""
+    """Run several seeds; return (one summary row per seed, confidence interval per metric).
+
+    ``seeds`` is a count (seeds 0..N-1) or an explicit list. The intervals are Student-t
+    intervals over the per-seed means (see ``confidence_intervals``).
+    """
     sc = as_scenario(scenario)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     rows = []
+    if progress:
+        from tqdm.auto import tqdm
+
+        seed_list = tqdm(seed_list, desc=f"{sc.name} seeds", unit="seed")
     for s in seed_list:
         summ = simulate(sc, s).summary()
         rows.append({"seed": s, **summ.to_dict()})

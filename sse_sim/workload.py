@@ -34,6 +34,7 @@ STREAMS = (
     "flaps",
     "mass_drops",
     "reconnect",
+    "reconnect_delay",
 )
 
 

@@ -14,18 +14,18 @@ from collections import deque
 import numpy as np
 import simpy
 
-from sse_sim.engine import _row_layout
+from sse_sim.engine import _row_layout, sample_row_times
 from sse_sim.outcomes import Outcome
 from sse_sim.scenario import Scenario
-from sse_sim.workload import Workload, stream_rng
+from sse_sim.workload import Workload
 
 
 def simpy_outcomes(scenario: Scenario, w: Workload) -> dict[str, np.ndarray]:
     """Run every client of a workload through a SimPy model; per-row arrays like the engine's."""
     row_off, event_id, client_id = _row_layout(w.player_offsets, w.clients_per_player)
     n = event_id.size
-    drain = scenario.clients.drain_time.sample(stream_rng(w.seed, "drain"), n)
-    net = scenario.clients.network_latency.sample(stream_rng(w.seed, "network"), n)
+    drain, net = sample_row_times(scenario, w.seed, n)
+    drain, net = drain.astype(float), net.astype(float)
     buffer_size = scenario.gateway.buffer_size
     drop_oldest = scenario.gateway.overflow_policy == "drop_oldest"
     outcome = np.full(n, -1, np.int8)
@@ -37,6 +37,7 @@ def simpy_outcomes(scenario: Scenario, w: Workload) -> dict[str, np.ndarray]:
             self.queue: deque[int] = deque()
             self.in_flight: int | None = None
             self.wakeup = env.event()
+            self.idle = False
             self.last_recv = -np.inf
             self.open = True
             self.writer = env.process(self.write())
@@ -46,11 +47,15 @@ def simpy_outcomes(scenario: Scenario, w: Workload) -> dict[str, np.ndarray]:
         def write(self):
             try:
                 while True:
-                    while not self.queue:
+                    if self.queue:
+                        r = self.queue.popleft()
+                        self.in_flight = r
+                    else:
+                        # idle: the next offer hands its event straight over (the reader yields
+                        # after every message, so the writer takes it before the next arrives)
+                        self.idle = True
                         self.wakeup = env.event()
-                        yield self.wakeup
-                    r = self.queue.popleft()
-                    self.in_flight = r
+                        r = yield self.wakeup
                     yield env.timeout(drain[r])
                     self.in_flight = None
                     outcome[r] = Outcome.DELIVERED
@@ -60,14 +65,17 @@ def simpy_outcomes(scenario: Scenario, w: Workload) -> dict[str, np.ndarray]:
                 return
 
         def offer(self, r: int) -> None:
+            if self.idle:
+                self.idle = False
+                self.in_flight = r
+                self.wakeup.succeed(r)
+                return
             if len(self.queue) >= buffer_size:
                 if not drop_oldest:
                     outcome[r] = Outcome.DROPPED_OVERFLOW
                     return
                 outcome[self.queue.popleft()] = Outcome.DROPPED_OVERFLOW
             self.queue.append(r)
-            if not self.wakeup.triggered:
-                self.wakeup.succeed()
 
         def close_at(self, end: float):
             yield env.timeout(end - env.now)

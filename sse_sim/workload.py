@@ -20,6 +20,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from .distributions import Constant
 from .errors import ScenarioError
 from .scenario import BurstPublisher, PoissonPublisher, Scenario, TracePublisher, as_scenario
 
@@ -305,7 +306,10 @@ def _publishes(scenario: Scenario, seed: int):
             t, p, types, sizes = _trace(pub, n_players, duration, scenario.base_dir, event_types)
         if types is None:
             types = np.full(t.size, code, np.int16)
-        drawn = np.maximum(np.rint(pub.payload_bytes.sample(size_rng, t.size)), 1).astype(np.int32)
+        if isinstance(pub.payload_bytes, Constant):
+            drawn = np.full(t.size, max(round(pub.payload_bytes.value), 1), np.int32)
+        else:
+            drawn = np.maximum(np.rint(pub.payload_bytes.sample(size_rng, t.size)), 1).astype(np.int32)
         if sizes is not None:
             drawn = np.where(sizes > 0, sizes, drawn).astype(np.int32)
         parts_t.append(t)
@@ -423,7 +427,7 @@ def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0) -> Wor
     times, player, types, sizes, event_types = _publishes(scenario, seed)
     player_offsets = np.zeros(n_players + 1, np.int64)
     np.cumsum(np.bincount(player, minlength=n_players), out=player_offsets[1:])
-    hop = scenario.redis.hop_latency.sample(stream_rng(seed, "hop"), times.size)
+    hop = scenario.redis.hop_latency.sample(stream_rng(seed, "hop"), times.size, np.float32)
 
     brand_ids = np.asarray(pop.brand_ids, dtype=np.int64)
     player_ids = np.tile(np.arange(pop.players_per_brand, dtype=np.int64) + pop.first_player_id, brand_ids.size)

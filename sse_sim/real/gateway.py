@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import secrets as _secrets
+import signal
 import socket
 import threading
 import time
@@ -1040,10 +1041,19 @@ def run_gateway(
     )
     if on_ready is not None:
         on_ready(f"http://{host}:{sock.getsockname()[1]}")
+    # uvicorn re-raises the signal that stopped it once it has shut down; with the default
+    # handlers that kills the process (SIGTERM) or raises KeyboardInterrupt (SIGINT) before the
+    # caller can clean up (a throwaway redis-server, for one). Quiet handlers make it return.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: None)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass

@@ -14,6 +14,8 @@ from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
 from .records import columns_markdown
 from .scenario import Scenario, load_scenario, scenario_json_schema
 from .simulation import SimulationResult, replicate, simulate
+from .sizing import SizingResult, size_buffer
+from .sweep import sweep
 from .workload import Workload, build_workload
 
 __all__ = [
@@ -26,6 +28,9 @@ __all__ = [
     "simulate",
     "replicate",
     "SimulationResult",
+    "sweep",
+    "size_buffer",
+    "SizingResult",
     "summarize",
     "throughput",
     "confidence_intervals",

@@ -197,6 +197,7 @@ def columns(table: Annotated[str | None, typer.Argument(help="records, summary, 
 def _register_plugins() -> None:
     """Commands that live beside the subsystems they drive."""
     __import__("sse_sim.real.cli_gateway", fromlist=["register"]).register(app)
+    __import__("sse_sim.analysis_cli", fromlist=["register"]).register(app)
 
 
 _register_plugins()

@@ -415,7 +415,7 @@ class Gateway:
                 return
             head = connected_frame(dt.datetime.now(dt.UTC))
             if self.retry_ms is not None:
-                head = b"retry: %d\n\n" % self.retry_ms + head
+                head = b"retry: %d\n" % self.retry_ms + head
             await send({"type": "http.response.body", "body": head, "more_body": True})
             self._counts["connections_connected"] += 1
             conn.keepalive_handle = loop.call_later(

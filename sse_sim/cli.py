@@ -198,6 +198,7 @@ def _register_plugins() -> None:
     """Commands that live beside the subsystems they drive."""
     __import__("sse_sim.real.cli_gateway", fromlist=["register"]).register(app)
     __import__("sse_sim.analysis_cli", fromlist=["register"]).register(app)
+    __import__("sse_sim.events.cli", fromlist=["register"]).register(app, schema_app)
 
 
 _register_plugins()

@@ -25,7 +25,27 @@ def test_documented_name() -> None:
     assert CHANNEL_PATTERN == "SSE::*"
 
 
-@pytest.mark.parametrize("bad", ["*", "?", "[1-9]", "1001::*", "-1", "1", "", " 1", True, False, 0, -1, ID_MAX + 1, 1.0, None, b"1"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "*",
+        "?",
+        "[1-9]",
+        "1001::*",
+        "-1",
+        "1",
+        "",
+        " 1",
+        True,
+        False,
+        0,
+        -1,
+        ID_MAX + 1,
+        1.0,
+        None,
+        b"1",
+    ],
+)
 def test_bad_ids_rejected(bad: object) -> None:
     with pytest.raises(InvalidChannelError) as info:
         channel_name(bad, 1)  # type: ignore[arg-type]
@@ -43,9 +63,23 @@ def test_range_edges_and_index_types() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["SSE::*", "SSE::1001::*", "SSE::1001::12345::1", "SSE::01::1", "SSE::1::+2", "SSE::1::-2",
-     "sse::1::2", "SSE::1::2 ", "SSE::1:: 2", "SSE::1::٣", "SSE::0::1", f"SSE::1::{ID_MAX + 1}",
-     "SSE::1::99999999999999999999", "SSE::[1-9]::1", b"SSE::\xff::1"],
+    [
+        "SSE::*",
+        "SSE::1001::*",
+        "SSE::1001::12345::1",
+        "SSE::01::1",
+        "SSE::1::+2",
+        "SSE::1::-2",
+        "sse::1::2",
+        "SSE::1::2 ",
+        "SSE::1:: 2",
+        "SSE::1::٣",
+        "SSE::0::1",
+        f"SSE::1::{ID_MAX + 1}",
+        "SSE::1::99999999999999999999",
+        "SSE::[1-9]::1",
+        b"SSE::\xff::1",
+    ],
 )
 def test_bad_names_rejected(bad: str) -> None:
     with pytest.raises(InvalidChannelError, match="not an SSE channel name"):

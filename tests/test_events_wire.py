@@ -57,7 +57,14 @@ def test_encode_fields_and_multiline() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"event": "a\nb"}, {"id": "a\rb"}, {"id": "a\0b"}, {"retry": -1}, {"retry": True}, {"retry": 1.5}],
+    [
+        {"event": "a\nb"},
+        {"id": "a\rb"},
+        {"id": "a\0b"},
+        {"retry": -1},
+        {"retry": True},
+        {"retry": 1.5},
+    ],
 )
 def test_encode_rejects_fields_that_break_framing(kwargs: dict) -> None:
     with pytest.raises(ValueError):
@@ -74,7 +81,7 @@ def test_encode_rejects_non_str() -> None:
 def test_keepalive_frame_is_exactly_the_documented_one() -> None:
     frame = keepalive_frame(datetime(2025, 10, 22, 14, 30, 45))
     assert frame == (
-        b': keepalive 2025-10-22 14:30:45\n'
+        b": keepalive 2025-10-22 14:30:45\n"
         b'data: {"type":"keepalive","timestamp":"2025-10-22 14:30:45"}\n\n'
     )
     aware = datetime(2025, 10, 22, 16, 30, 45, tzinfo=timezone(timedelta(hours=2)))
@@ -89,7 +96,9 @@ def test_connected_and_error_frames() -> None:
         b'data: {"type":"connected","timestamp":"2025-10-22T14:30:45Z"}\n\n'
     )
     eastern = datetime(2025, 10, 22, 10, 30, 45, tzinfo=timezone(timedelta(hours=-4)))
-    assert connected_frame(eastern) == connected_frame(datetime(2025, 10, 22, 14, 30, 45, tzinfo=UTC))
+    assert connected_frame(eastern) == connected_frame(
+        datetime(2025, 10, 22, 14, 30, 45, tzinfo=UTC)
+    )
     (msg,) = parse_stream(error_frame('Failed to "subscribe"\nto events'))
     assert json.loads(msg.data) == {"type": "error", "message": 'Failed to "subscribe"\nto events'}
 
@@ -101,7 +110,10 @@ def test_system_frames_match_documented_examples() -> None:
     assert json.loads(msg.data) == json.loads((EXAMPLES / "system_error.json").read_text())
     (msg,) = parse_stream(keepalive_frame(datetime(2025, 10, 22, 14, 30, 45)))
     assert json.loads(msg.data) == json.loads((EXAMPLES / "system_keepalive.json").read_text())
-    assert keepalive_frame(datetime(2025, 10, 22, 14, 30, 45)) == (EXAMPLES / "keepalive_frame.sse").read_bytes()
+    assert (
+        keepalive_frame(datetime(2025, 10, 22, 14, 30, 45))
+        == (EXAMPLES / "keepalive_frame.sse").read_bytes()
+    )
 
 
 # ------------------------------------------------------------------------------ parser rules
@@ -128,14 +140,20 @@ def test_bom_only_once_at_start() -> None:
     # A second BOM is part of the field name, so the line is an unknown field and ignored.
     assert parse_stream(b"\xef\xbb\xbf\xef\xbb\xbfdata: x\n\n") == []
     # A BOM later in the stream is data.
-    assert parse_stream("data: x\n\ndata: \ufeffy\n\n".encode()) == [SSEMessage("x"), SSEMessage("\ufeffy")]
+    assert parse_stream("data: x\n\ndata: \ufeffy\n\n".encode()) == [
+        SSEMessage("x"),
+        SSEMessage("\ufeffy"),
+    ]
 
 
 def test_comments_in_stream_order() -> None:
     stream = b": hello\ndata: a\n:no-space\n\n:  two\n"
     assert parse_stream(stream) == [SSEMessage("a")]
     assert parse_stream(stream, keep_comments=True) == [
-        SSEComment("hello"), SSEComment("no-space"), SSEMessage("a"), SSEComment(" two"),
+        SSEComment("hello"),
+        SSEComment("no-space"),
+        SSEMessage("a"),
+        SSEComment(" two"),
     ]
 
 
@@ -151,7 +169,9 @@ def test_field_parsing() -> None:
 
 def test_dispatch_rules() -> None:
     assert parse_stream(b"\n\n\n") == []  # empty data buffer: nothing
-    assert parse_stream(b"event: x\n\ndata: y\n\n") == [SSEMessage("y")]  # type resets after a blank line
+    assert parse_stream(b"event: x\n\ndata: y\n\n") == [
+        SSEMessage("y")
+    ]  # type resets after a blank line
     assert parse_stream(b"data: x\n") == []  # never dispatched without a blank line
     assert parse_stream(b"event: x\nid: 1\n\n") == []
     parser = SSEParser()
@@ -171,9 +191,18 @@ def test_id_rules() -> None:
 
 @pytest.mark.parametrize(
     ("line", "expected"),
-    [(b"retry: 3000", 3000), (b"retry:10", 10), (b"retry: 0", 0), (b"retry: 3000ms", None),
-     (b"retry: -1", None), (b"retry: 1.5", None), (b"retry: ", None), (b"retry:  5", None),
-     ("retry: ٣".encode(), None), (b"retry", None)],
+    [
+        (b"retry: 3000", 3000),
+        (b"retry:10", 10),
+        (b"retry: 0", 0),
+        (b"retry: 3000ms", None),
+        (b"retry: -1", None),
+        (b"retry: 1.5", None),
+        (b"retry: ", None),
+        (b"retry:  5", None),
+        ("retry: ٣".encode(), None),
+        (b"retry", None),
+    ],
 )
 def test_retry_digits_only(line: bytes, expected: int | None) -> None:
     parser = SSEParser()
@@ -217,7 +246,9 @@ def test_doctests() -> None:
 
 # ------------------------------------------------------------------------- property tests
 
-field_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=20)
+field_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=20
+)
 event_names = st.one_of(st.none(), field_text)
 ids = st.one_of(st.none(), field_text.filter(lambda s: "\0" not in s))
 frames = st.tuples(
@@ -241,13 +272,17 @@ def test_round_trip_in_arbitrary_chunks(events: list, cuts: list[int], with_comm
         stream += encode_event(data, event=event, id=id_, retry=retry)
         if id_ is not None:
             last_id = id_
-        expected.append(SSEMessage(re.sub(r"\r\n|\r", "\n", data), event or "message", last_id, retry))
+        expected.append(
+            SSEMessage(re.sub(r"\r\n|\r", "\n", data), event or "message", last_id, retry)
+        )
     assert feed_all(split_at(stream, cuts), keep_comments=True) == expected
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=8))
-def test_fuzz_arbitrary_bytes_never_crash_and_chunking_is_invisible(data: bytes, cuts: list[int]) -> None:
+def test_fuzz_arbitrary_bytes_never_crash_and_chunking_is_invisible(
+    data: bytes, cuts: list[int]
+) -> None:
     whole = SSEParser(keep_comments=True)
     out = whole.feed(data)
     for item in out:
@@ -264,8 +299,26 @@ def test_fuzz_arbitrary_bytes_never_crash_and_chunking_is_invisible(data: bytes,
 
 
 line_atoms = st.sampled_from(
-    [b"data", b"data:", b"data: ", b"event: e", b"id: 1", b"id", b"retry: 10", b"retry: x", b":c",
-     b"\r", b"\n", b"\r\n", b"\xef\xbb\xbf", b"\xe2\x82", b"\xac", b"x", b" ", b"\0"]
+    [
+        b"data",
+        b"data:",
+        b"data: ",
+        b"event: e",
+        b"id: 1",
+        b"id",
+        b"retry: 10",
+        b"retry: x",
+        b":c",
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b"\xef\xbb\xbf",
+        b"\xe2\x82",
+        b"\xac",
+        b"x",
+        b" ",
+        b"\0",
+    ]
 )
 
 
@@ -273,4 +326,6 @@ line_atoms = st.sampled_from(
 @given(st.lists(line_atoms, max_size=40), st.lists(st.integers(0, 200), max_size=8))
 def test_fuzz_sse_like_streams_chunking_is_invisible(atoms: list[bytes], cuts: list[int]) -> None:
     data = b"".join(atoms)
-    assert feed_all(split_at(data, cuts), keep_comments=True) == parse_stream(data, keep_comments=True)
+    assert feed_all(split_at(data, cuts), keep_comments=True) == parse_stream(
+        data, keep_comments=True
+    )

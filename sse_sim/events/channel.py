@@ -50,7 +50,9 @@ def check_id(value: object, what: str = "id") -> int:
     """
     # bool is an int subclass, and a string is never coerced: "1001::*" must not become a channel.
     if isinstance(value, bool) or isinstance(value, str | bytes):
-        raise InvalidChannelError(f"{what} must be an integer in {ID_MIN}..{ID_MAX}, got {_describe(value)}")
+        raise InvalidChannelError(
+            f"{what} must be an integer in {ID_MIN}..{ID_MAX}, got {_describe(value)}"
+        )
     try:
         number = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
@@ -92,7 +94,9 @@ def parse_channel(name: str | bytes) -> tuple[int, int]:
         )
     brand_id, player_id = int(match.group(1)), int(match.group(2))
     if brand_id > ID_MAX or player_id > ID_MAX:
-        raise InvalidChannelError(f"not an SSE channel name: {name!r} (ids must be at most {ID_MAX})")
+        raise InvalidChannelError(
+            f"not an SSE channel name: {name!r} (ids must be at most {ID_MAX})"
+        )
     return brand_id, player_id
 
 

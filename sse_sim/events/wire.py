@@ -76,7 +76,9 @@ def _check_field(name: str, value: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"SSE {name} must be a str, got {type(value).__name__}")
     if "\r" in value or "\n" in value:
-        raise ValueError(f"SSE {name} must not contain CR or LF (it would end the line): {value[:80]!r}")
+        raise ValueError(
+            f"SSE {name} must not contain CR or LF (it would end the line): {value[:80]!r}"
+        )
     return value
 
 
@@ -154,7 +156,9 @@ def keepalive_frame(now: datetime) -> bytes:
     ': keepalive 2025-10-22 14:30:45\\ndata: {"type":"keepalive","timestamp":"2025-10-22 14:30:45"}\\n\\n'
     """
     stamp = format_keepalive_time(now)
-    return encode_comment(f"keepalive {stamp}") + encode_event(_json({"type": "keepalive", "timestamp": stamp}))
+    return encode_comment(f"keepalive {stamp}") + encode_event(
+        _json({"type": "keepalive", "timestamp": stamp})
+    )
 
 
 def connected_frame(now: datetime) -> bytes:

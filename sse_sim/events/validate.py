@@ -1,0 +1,282 @@
+"""Validation of SSE event JSON: every problem named by its JSON path, with what was expected.
+
+Two modes. **Lenient** (the default) accepts what the documented gateway would forward and a
+client could use: unknown event types, unknown fields, decimals sent as numeric strings.
+**Strict** holds events to the documentation exactly: registered event types only, no unknown
+fields, documented notification kinds, ``is_read`` false, decimals as JSON numbers.
+
+>>> [str(p) for p in check_event({"brand_id": 1001, "player_id": -1, "event_type": "x", "event_data": {}})]
+['$.player_id: expected an integer in 1..9223372036854775807, got integer -1']
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import EventValidationError
+from .codec import JSONDecodeProblem, loads
+from .models import SYSTEM_EVENT_MODELS, Envelope, SystemEvent, describe_json
+from .registry import DEFAULT_REGISTRY, EventRegistry
+
+__all__ = [
+    "InvalidEventError",
+    "Problem",
+    "check_event",
+    "check_json",
+    "format_path",
+    "locate",
+    "parse_event",
+    "validate_event",
+]
+
+Loc = tuple[str | int, ...]
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENVELOPE_FIELDS = frozenset(Envelope.model_fields)
+_STRICT = {"strict": True}
+
+
+def format_path(loc: Sequence[str | int]) -> str:
+    """A JSON path in the ``$.a.b[0]`` notation; odd keys are quoted as ``$["a b"]``.
+
+    >>> format_path(("event_data", "message_id")), format_path((0, "a b"))
+    ('$.event_data.message_id', '$[0]["a b"]')
+    """
+    parts = ["$"]
+    for key in loc:
+        if isinstance(key, int):
+            parts.append(f"[{key}]")
+        elif _IDENT.fullmatch(key):
+            parts.append(f".{key}")
+        else:
+            parts.append(f"[{json.dumps(key)}]")
+    return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an event: where (``loc``, a key/index path) and what was expected."""
+
+    loc: Loc
+    message: str
+
+    @property
+    def path(self) -> str:
+        """The location as a JSON path, e.g. ``$.event_data.message_id``."""
+        return format_path(self.loc)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class InvalidEventError(EventValidationError):
+    """An event failed validation; ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        text = "; ".join(str(p) for p in problems[:5])
+        if len(problems) > 5:
+            text += f"; and {len(problems) - 5} more"
+        super().__init__(f"invalid event: {text}")
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "missing":
+        return "required field is missing"
+    if kind.startswith("sse_"):
+        return str(error["msg"])
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a JSON object, got {describe_json(value)}"
+    if kind == "literal_error":
+        return f"expected {error['ctx']['expected']}, got {describe_json(value)}"
+    msg = str(error["msg"])
+    if msg.startswith("Input should be "):
+        return f"expected {msg[len('Input should be ') :]}, got {describe_json(value)}"
+    return msg
+
+
+def _from_pydantic(exc: ValidationError) -> list[Problem]:
+    return [Problem(tuple(e["loc"]), _message(e)) for e in exc.errors(include_url=False)]
+
+
+def _extra_fields(obj: dict[str, Any], allowed: Any, prefix: Loc, what: str) -> list[Problem]:
+    return [
+        Problem((*prefix, key), f"unexpected field (strict: not in the documented {what})")
+        for key in obj
+        if key not in allowed
+    ]
+
+
+def _validate(
+    obj: Any, strict: bool, registry: EventRegistry | None
+) -> tuple[BaseModel | None, list[Problem]]:
+    registry = DEFAULT_REGISTRY if registry is None else registry
+    if not isinstance(obj, dict):
+        return None, [
+            Problem(
+                (),
+                f"expected a JSON object (an event envelope or a system event), got {describe_json(obj)}",
+            )
+        ]
+    context = _STRICT if strict else None
+    if "event_type" not in obj and "type" in obj:
+        kind = obj["type"]
+        system = SYSTEM_EVENT_MODELS.get(kind) if isinstance(kind, str) else None
+        if system is None:
+            return None, [
+                Problem(
+                    ("type",),
+                    f"expected a system event type (connected, keepalive or error), got {describe_json(kind)}",
+                )
+            ]
+        problems = _extra_fields(obj, system.model_fields, (), f"{kind} event") if strict else []
+        try:
+            model = system.model_validate(obj, context=context)
+        except ValidationError as exc:
+            return None, _from_pydantic(exc) + problems
+        return (None if problems else model), problems
+
+    event_type = obj.get("event_type")
+    registered = registry.get(event_type) if isinstance(event_type, str) else None
+    problems = []
+    if strict:
+        problems.extend(_extra_fields(obj, _ENVELOPE_FIELDS, (), "envelope"))
+        if registered is None and isinstance(event_type, str) and event_type:
+            problems.append(
+                Problem(
+                    ("event_type",),
+                    f"unknown event type {event_type!r} (strict: registered types are {', '.join(registry.names())})",
+                )
+            )
+        data = obj.get("event_data")
+        if registered is not None and registered.payload is not None and isinstance(data, dict):
+            problems.extend(
+                _extra_fields(
+                    data,
+                    registered.payload.model_fields,
+                    ("event_data",),
+                    f"{event_type} event_data",
+                )
+            )
+    model_cls = registered.envelope if registered is not None else _ANY_ENVELOPE
+    try:
+        model = model_cls.model_validate(obj, context=context)
+    except ValidationError as exc:
+        return None, _from_pydantic(exc) + problems
+    return (None if problems else model), problems
+
+
+_ANY_ENVELOPE = EventRegistry().register("any", None).envelope
+
+
+def check_event(
+    obj: Any, *, strict: bool = False, registry: EventRegistry | None = None
+) -> list[Problem]:
+    """Every problem of one parsed JSON event (envelope or system event); empty when it is valid."""
+    return _validate(obj, strict, registry)[1]
+
+
+def validate_event(
+    obj: Any, *, strict: bool = False, registry: EventRegistry | None = None
+) -> BaseModel:
+    """The typed model of one parsed JSON event; raises InvalidEventError listing every problem.
+
+    Returns an :class:`~sse_sim.events.models.Envelope` (``event_data`` typed when the event type
+    is registered with a payload model) or a :class:`~sse_sim.events.models.SystemEvent`.
+    """
+    model, problems = _validate(obj, strict, registry)
+    if problems or model is None:
+        raise InvalidEventError(problems)
+    return model
+
+
+def check_json(
+    text: str | bytes, *, strict: bool = False, registry: EventRegistry | None = None
+) -> list[Problem]:
+    """Every problem of one JSON text holding one event, invalid JSON included (at ``$``)."""
+    try:
+        obj = loads(text)
+    except JSONDecodeProblem as exc:
+        return [Problem((), str(exc))]
+    return _validate(obj, strict, registry)[1]
+
+
+def parse_event(
+    text: str | bytes, *, strict: bool = False, registry: EventRegistry | None = None
+) -> Envelope[Any] | SystemEvent:
+    """Parse and validate one event from JSON text (e.g. an SSE ``data``); decimals stay exact.
+
+    Raises InvalidEventError (an EventValidationError) for invalid JSON or an invalid event.
+    """
+    try:
+        obj = loads(text)
+    except JSONDecodeProblem as exc:
+        raise InvalidEventError([Problem((), str(exc))]) from None
+    return validate_event(obj, strict=strict, registry=registry)  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- locate in text
+
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def locate(text: str, loc: Sequence[str | int]) -> tuple[int, int] | None:
+    """(line, column), 1-based, of the value at ``loc`` in a JSON text, or of its deepest parent.
+
+    Used to point at the line of a problem inside a pretty-printed file. Returns None if the text
+    is not valid JSON at the start.
+    """
+    try:
+        pos = _locate(text, list(loc))
+    except (ValueError, IndexError, RecursionError):
+        return None
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+def _skip(text: str, pos: int) -> int:
+    return _WS.match(text, pos).end()  # type: ignore[union-attr]
+
+
+def _locate(text: str, loc: list[str | int]) -> int:
+    pos = _skip(text, 0)
+    if text[pos : pos + 1] == "\ufeff":
+        pos = _skip(text, pos + 1)
+    for key in loc:
+        found = None
+        if isinstance(key, str) and text[pos] == "{":
+            cur = _skip(text, pos + 1)
+            while text[cur] != "}":
+                name, cur = json.decoder.scanstring(text, cur + 1)  # type: ignore[attr-defined]
+                cur = _skip(text, cur)
+                cur = _skip(text, cur + 1)  # the colon
+                if name == key:
+                    found = cur  # keep looking: with duplicate keys the last one counts
+                _, cur = _DECODER.raw_decode(text, cur)
+                cur = _skip(text, cur)
+                if text[cur] == ",":
+                    cur = _skip(text, cur + 1)
+        elif isinstance(key, int) and text[pos] == "[":
+            cur = _skip(text, pos + 1)
+            index = 0
+            while text[cur] != "]":
+                if index == key:
+                    found = cur
+                    break
+                _, cur = _DECODER.raw_decode(text, cur)
+                cur = _skip(text, cur)
+                if text[cur] == ",":
+                    cur = _skip(text, cur + 1)
+                index += 1
+        if found is None:
+            return pos
+        pos = found
+    return pos

@@ -1,0 +1,63 @@
+"""The notebooks under notebooks/ execute without error in quick mode, and are committed without outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import pytest
+from conftest import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+QUICK_ENV = {"SSE_SIM_QUICK": "1", "MPLBACKEND": "Agg", "TQDM_DISABLE": "1"}
+
+
+def test_the_five_notebooks_exist():
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_quickstart.ipynb",
+        "02_bursts.ipynb",
+        "03_disconnects.ipynb",
+        "04_buffer_sizing.ipynb",
+        "05_sim_vs_real.ipynb",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [], f"{path.name} cell {i} has outputs: run nbstripout"
+            assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+    assert "widgets" not in nb.get("metadata", {})
+
+
+def _real_compare_available() -> bool:
+    try:
+        from sse_sim import real
+    except ImportError:
+        return False
+    return hasattr(real, "compare")
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes_in_quick_mode(path, monkeypatch):
+    if path.name == "05_sim_vs_real.ipynb" and not _real_compare_available():
+        pytest.skip("sse_sim.real.compare is not in the package yet; this notebook runs once real mode lands")
+    from nbclient import NotebookClient
+
+    for key, value in QUICK_ENV.items():
+        monkeypatch.setenv(key, value)  # the kernel inherits this environment
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "a cell did not run"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    # warnings from the library's own calls are bugs: the notebook's stderr must be clean
+    stderr = "".join(o.get("text", "") for c in code for o in c.outputs if o.output_type == "stream" and o.name == "stderr")
+    assert "Warning" not in stderr, stderr
+    assert os.environ["SSE_SIM_QUICK"] == "1"

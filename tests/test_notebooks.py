@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -31,6 +33,11 @@ def test_committed_without_outputs(path):
             assert cell.get("outputs") == [], f"{path.name} cell {i} has outputs: run nbstripout"
             assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
     assert "widgets" not in nb.get("metadata", {})
+
+
+def test_nbstripout_verify_passes():
+    proc = subprocess.run([sys.executable, "-m", "nbstripout", "--verify", *map(str, NOTEBOOKS)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _real_compare_available() -> bool:

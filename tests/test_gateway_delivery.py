@@ -211,6 +211,10 @@ def test_reader_yield_every_with_a_burst(
     ) as gw:
         with RawSSE(gw.port, PATH, headers=_token(gw)) as client:
             assert client.connected()
+            # Hold the shared reader while the burst lands, so all 200 wait in its socket at
+            # once (as after any hiccup of a loaded gateway), then let it go.
+            gw.gateway.stall_subscriber(0.3)
+            wait_for(lambda: False, timeout=0.05)
             _publish(gw, [event(i) for i in range(200)])
             assert wait_for(lambda: gw.gateway.metrics()["events_in"] == 200)
             m = gw.gateway.metrics()

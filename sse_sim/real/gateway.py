@@ -25,6 +25,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
 import re
 import secrets as _secrets
@@ -749,9 +750,26 @@ class Gateway:
         assert gate is not None
         n = 0
         failures = 0
+        # redis-py's PubSub.parse_response wraps every read in its retry and telemetry layers,
+        # which costs about as much as the fan-out itself. On a real Redis connection read the
+        # connection directly and fall back to parse_response only after an error: that path
+        # reconnects, resubscribes and fires the reconnect callback. fakeredis keeps the
+        # documented path.
+        connection = pubsub.connection
+        fast = type(connection).__module__.startswith("redis.")
         while True:
             try:
-                response = await parse(block=True)
+                if fast and connection.is_connected:
+                    try:
+                        response = await connection.read_response(
+                            timeout=math.inf, push_request=True
+                        )
+                    except (asyncio.CancelledError, KeyboardInterrupt):
+                        raise
+                    except Exception:
+                        response = await parse(block=True)
+                else:
+                    response = await parse(block=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -30,6 +30,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON text, numbers with a fraction or exponent as ``Decimal``; raise JSONDecodeProblem.
 
@@ -44,10 +47,12 @@ def loads(text: str | bytes) -> Any:
             line = raw.count(b"\n", 0, exc.start) + 1
             column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
             raise JSONDecodeProblem("not UTF-8 text", line, column) from None
+    if not isinstance(text, str):
+        raise TypeError(f"JSON text must be str or bytes, got {type(text).__name__}")
     if text[:1] == "\ufeff":
         text = text[1:]
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise JSONDecodeProblem(f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
     except RecursionError:
@@ -73,7 +78,11 @@ def dumps(obj: Any) -> str:
                 raise ValueError(f"{value} is not a JSON number")
             if not token:
                 token = "\0sse-sim-decimal-" + secrets.token_hex(8) + "-"
-            decimals.append(str(value))
+            # Fixed-point, as Go's shopspring/decimal writes it; exponent form only where
+            # fixed-point would be absurdly long (the value is exact either way).
+            exponent = value.as_tuple().exponent
+            fixed = isinstance(exponent, int) and -100 <= exponent <= 100
+            decimals.append(format(value, "f") if fixed else str(value))
             return f"{token}{len(decimals) - 1}"
         if hasattr(value, "model_dump"):
             return value.model_dump(mode="python")

@@ -63,13 +63,17 @@ def peak_memory_mb(seed: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--simpy-fraction", type=float, default=0.02, help="Share of players SimPy runs.")
+    parser.add_argument(
+        "--simpy-fraction", type=float, default=0.02, help="Share of players SimPy runs."
+    )
     args = parser.parse_args()
 
     sc = load_scenario(SCENARIO)
     end_to_end(sc.with_overrides({"duration_s": 1.0}), 0)  # compile / load the numba cache
 
-    small = sc.with_overrides({"population.players_per_brand": max(int(5000 * args.simpy_fraction), 1)})
+    small = sc.with_overrides(
+        {"population.players_per_brand": max(int(5000 * args.simpy_fraction), 1)}
+    )
     # interleave the two so that both see the same background load; keep each one's best run
     runs, simpy_runs = [], []
     for seed in range(args.repeats):
@@ -83,10 +87,17 @@ def main() -> None:
 
     mem = peak_memory_mb(0)
     print(f"scenario: {SCENARIO.name}  ({n_events:,} events, one core)")
-    print(f"  sse_sim end to end      {rate / 1e6:8.2f} M events/s   ({best:.2f} s: "
-          + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()) + ")")
-    print(f"  sse_sim, SimPy's slice  {n_small / t_small / 1e6:8.2f} M events/s   ({n_small:,} events)")
-    print(f"  SimPy, same model       {simpy_rate / 1e6:8.3f} M events/s   ({n_simpy:,} events, {t_simpy:.2f} s)")
+    print(
+        f"  sse_sim end to end      {rate / 1e6:8.2f} M events/s   ({best:.2f} s: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
+        + ")"
+    )
+    print(
+        f"  sse_sim, SimPy's slice  {n_small / t_small / 1e6:8.2f} M events/s   ({n_small:,} events)"
+    )
+    print(
+        f"  SimPy, same model       {simpy_rate / 1e6:8.3f} M events/s   ({n_simpy:,} events, {t_simpy:.2f} s)"
+    )
     print(f"  ratio sse_sim / SimPy   {rate / simpy_rate:8.0f} x")
     print(f"  peak memory, 10 M run   {mem:8.0f} MB")
 

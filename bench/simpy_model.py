@@ -101,7 +101,9 @@ def simpy_outcomes(scenario: Scenario, w: Workload) -> dict[str, np.ndarray]:
             if arr > env.now:
                 yield env.timeout(arr - env.now)
             if s not in conns:
-                conns[s] = Connection(w.disconnect_at[s] if w.disconnect_at[s] > env.now else env.now)
+                conns[s] = Connection(
+                    w.disconnect_at[s] if w.disconnect_at[s] > env.now else env.now
+                )
             conn = conns[s]
             if not conn.open:
                 outcome[r] = Outcome.LOST_IN_BUFFER
@@ -112,7 +114,12 @@ def simpy_outcomes(scenario: Scenario, w: Workload) -> dict[str, np.ndarray]:
     for c in range(w.n_clients):
         env.process(client(c))
     env.run()
-    return {"event_id": event_id, "client_id": client_id, "outcome": outcome, "received_at": received}
+    return {
+        "event_id": event_id,
+        "client_id": client_id,
+        "outcome": outcome,
+        "received_at": received,
+    }
 
 
 __all__ = ["simpy_outcomes"]

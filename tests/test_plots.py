@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import matplotlib
@@ -16,8 +19,12 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from conftest import ROOT, SCENARIOS  # noqa: E402
 
-from sse_sim import load_scenario, simulate, size_buffer  # noqa: E402
-from sse_sim import plots  # noqa: E402
+from sse_sim import (  # noqa: E402
+    load_scenario,
+    plots,  # noqa: E402
+    simulate,
+    size_buffer,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -203,3 +210,16 @@ def test_default_bin_is_round():
     assert plots.default_bin_s(600) == 5.0
     assert plots.default_bin_s(20000) == 200.0
     assert plots.default_bin_s(1.0) == pytest.approx(0.01)
+
+
+def test_sse_sim_run_writes_the_baseline_figures(tmp_path):
+    # what `make run` does: the baseline's figures as PNG next to its records
+    proc = subprocess.run(
+        [sys.executable, "-m", "sse_sim.cli", "run", str(SCENARIOS / "baseline.yaml"), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "MPLBACKEND": "Agg", "TQDM_DISABLE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in plots.STANDARD_FIGURES:
+        png = tmp_path / f"{name}.png"
+        assert png.stat().st_size > 15_000, name
+        assert f"wrote figure_{name}: {png}" in proc.stdout

@@ -199,6 +199,7 @@ def _register_plugins() -> None:
     __import__("sse_sim.real.cli_gateway", fromlist=["register"]).register(app)
     __import__("sse_sim.analysis_cli", fromlist=["register"]).register(app)
     __import__("sse_sim.events.cli", fromlist=["register"]).register(app, schema_app)
+    __import__("sse_sim.real.cli_compare", fromlist=["register"]).register(app)
 
 
 _register_plugins()

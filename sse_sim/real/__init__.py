@@ -21,7 +21,13 @@ from .gateway import (
 )
 from .redis_server import RedisServer, find_redis_server, free_port
 
+from .compare import Comparison, compare  # noqa: E402 - after .gateway: compare imports the runner
+from .runner import run_real  # noqa: E402
+
 __all__ = [
+    "run_real",
+    "compare",
+    "Comparison",
     "RedisServer",
     "find_redis_server",
     "free_port",

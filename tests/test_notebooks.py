@@ -40,19 +40,9 @@ def test_nbstripout_verify_passes():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def _real_compare_available() -> bool:
-    try:
-        from sse_sim import real
-    except ImportError:
-        return False
-    return hasattr(real, "compare")
-
-
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes_in_quick_mode(path, monkeypatch):
-    if path.name == "05_sim_vs_real.ipynb" and not _real_compare_available():
-        pytest.skip("sse_sim.real.compare is not in the package yet; this notebook runs once real mode lands")
     from nbclient import NotebookClient
 
     for key, value in QUICK_ENV.items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,7 +14,6 @@ from sse_sim.real.payloads import build_payload, event_id_of
 from sse_sim.real.runner import prepare_scenario, run_real
 from sse_sim.real.sockbuf import loopback_capacity
 from sse_sim.records import check_frame
-from sse_sim.scenario import load_scenario
 from sse_sim.simulation import simulate
 from sse_sim.workload import build_workload
 

@@ -595,7 +595,6 @@ def _classify(w: Workload, raw: dict[str, Any], row_off: np.ndarray, event_id: n
     conns = raw["connections"]  # client, session, port, open, connected, closed, by_server
     conn_client = conns[:, 0].astype(np.int64)
     conn_session = conns[:, 1].astype(np.int32)
-    conn_open = rel(conns[:, 3])
     conn_connected = rel(conns[:, 4])
     conn_closed = rel(conns[:, 5])
     conn_closed = np.where(np.isnan(conn_closed), np.inf, conn_closed)

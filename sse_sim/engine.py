@@ -48,7 +48,7 @@ _SUB_TABLE = 4096
 
 @dataclass(frozen=True)
 class EngineOutput:
-    """Per-row arrays the engine fills; one row per (event, client), client-major."""
+    """Per-row arrays of a run (the engine or real mode); one row per (event, client), client-major."""
 
     event_id: np.ndarray
     client_id: np.ndarray

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .auth import QUERY_TOKEN_MAX_TTL_S, TokenClaims, TokenError, mint_token, verify_token
+from .compare import Comparison, compare
 from .gateway import (
     DEV_SECRET,
     OVERFLOW_POLICIES,
@@ -20,9 +21,7 @@ from .gateway import (
     start_gateway,
 )
 from .redis_server import RedisServer, find_redis_server, free_port
-
-from .compare import Comparison, compare  # noqa: E402 - after .gateway: compare imports the runner
-from .runner import run_real  # noqa: E402
+from .runner import run_real
 
 __all__ = [
     "run_real",

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import sample_row_times
+from ..engine import EngineOutput, sample_row_times
 from ..errors import SseSimError
 from ..outcomes import Outcome
 from ..scenario import BurstPublisher, Scenario, TracePublisher, as_scenario
@@ -63,17 +63,8 @@ BACKENDS = ("fakeredis", "redis")
 _CLOSE_RACE_S = 0.05
 
 
-@dataclasses.dataclass(frozen=True)
-class RealOutput:
-    """Per-row arrays of a real run, in the engine's row layout (what ``records_frame`` takes)."""
-
-    event_id: np.ndarray
-    client_id: np.ndarray
-    outcome: np.ndarray
-    gateway_at: np.ndarray
-    left_at: np.ndarray
-    received_at: np.ndarray
-    session_id: np.ndarray
+# A real run's per-row arrays have exactly the engine's layout and fields.
+RealOutput = EngineOutput
 
 
 # ----------------------------------------------------------------------------------------------

@@ -123,6 +123,11 @@ def _stalled_run(backend: str, request: pytest.FixtureRequest, policy: str):  # 
     try:
         client = RawSSE(gw.port, PATH, headers=_token(gw), rcvbuf=4096)
         assert client.connected()
+        # Hold the shared reader while the burst is published so that it lands at once: a
+        # burst trickling in (fakeredis under load) would let TCP window updates free room
+        # mid-burst, and which events overflow would depend on timing.
+        gw.gateway.stall_subscriber(0.5)
+        wait_for(lambda: False, timeout=0.05)
         _publish(gw, [event(i, pad=400) for i in range(N_BURST)])
         # Under "disconnect" the stream (and its channel) may be gone before the burst is read.
         assert wait_for(

@@ -14,6 +14,7 @@ from sse_sim.real.payloads import build_payload, event_id_of
 from sse_sim.real.runner import prepare_scenario, run_real
 from sse_sim.real.sockbuf import loopback_capacity
 from sse_sim.records import check_frame
+from sse_sim.scenario import load_scenario
 from sse_sim.simulation import simulate
 from sse_sim.workload import build_workload
 
@@ -87,14 +88,19 @@ def test_exact_burst_matches_the_simulator_row_by_row(backend: str, request, sce
     assert real.backend == backend
     assert real.metadata["unexplained_n"] == 0
     counts = real.records["outcome"].value_counts()
-    assert counts["delivered"] == 53 and counts["dropped_overflow"] == 47
-    # the same events: the first 53 of the burst in FIFO order, the rest dropped
+    # 1 being read + 50 queued + what the sockets hold: 2 events of 20 kB on most runs, 1 when
+    # the client's first read races the gateway's writes (the kernel counts bytes, not events)
+    n = int(counts["delivered"])
+    assert n in (52, 53) and counts["dropped_overflow"] == 100 - n
+    if n != 53:
+        sim = simulate(load_scenario(scenarios_dir / EXACT).with_overrides({"clients.socket_buffer_events": n - 51}), 0)
+    # the same events: the first n of the burst in FIFO order, the rest dropped
     pd.testing.assert_series_equal(real.records["outcome"], sim.records["outcome"])
     delivered = real.records[real.records["outcome"] == "delivered"].sort_values("received_at")
-    assert delivered["event_id"].tolist() == list(range(53))
-    # read every 50 ms: the 53rd arrives about 52 drains after the first
+    assert delivered["event_id"].tolist() == list(range(n))
+    # read every 50 ms: the last arrives about n - 1 drains after the first
     span = delivered["received_at"].iloc[-1] - delivered["received_at"].iloc[0]
-    assert 52 * 0.05 * 0.95 < span < 52 * 0.05 * 1.5
+    assert (n - 1) * 0.05 * 0.95 < span < (n - 1) * 0.05 * 1.5
     assert (real.records["published_at"] >= 0).all()
 
 

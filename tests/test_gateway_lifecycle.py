@@ -62,8 +62,10 @@ def test_thousand_connect_disconnect_cycles_leak_nothing(
         assert wait_for(lambda: gw.gateway.metrics()["connections_total"] == 1020)
         assert wait_for(lambda: gw.gateway.metrics()["connections_open"] == 0)
         assert wait_for(lambda: gw.gateway.subscribed_channels() == [])
-        assert wait_for(lambda: _gateway_tasks(gw) == tasks0), (_gateway_tasks(gw), tasks0)
-        assert wait_for(lambda: _fds() == fds0), (_fds(), fds0)
+        # at most what the warmed-up gateway had: a task or socket of the warm-up may still have
+        # been finishing when the baseline was taken, but 1,000 cycles must not add any
+        assert wait_for(lambda: _gateway_tasks(gw) <= tasks0), (_gateway_tasks(gw), tasks0)
+        assert wait_for(lambda: _fds() <= fds0), (_fds(), fds0)
         pub = gw.publisher()
         try:
             assert wait_for(lambda: pub.pubsub_channels() == [])

@@ -73,14 +73,14 @@ WARM_ALLOCATOR_ENV = {
 
 
 def measure(repeats: int, simpy_fraction: float) -> dict[str, float]:
-    """Best-of-``repeats`` rates of sse_sim and of SimPy, interleaved so both see the same load."""
+    """Best-of-``repeats`` rates of sse_sim and of SimPy, measured in the same process."""
     sc = load_scenario(SCENARIO)
     end_to_end(sc.with_overrides({"duration_s": 1.0}), 0)  # compile / load the numba cache
     small = sc.with_overrides({"population.players_per_brand": max(int(5000 * simpy_fraction), 1)})
-    runs, simpy_runs = [], []
-    for seed in range(repeats):
-        runs.append(end_to_end(sc, seed))
-        simpy_runs.append(simpy_end_to_end(small, seed))
+    # one after the other, not interleaved: SimPy's millions of small objects between two
+    # simulator runs fragment the heap and cost the next run its huge pages
+    runs = [end_to_end(sc, seed) for seed in range(repeats)]
+    simpy_runs = [simpy_end_to_end(small, seed) for seed in range(repeats)]
     n_events, best, parts = min(runs, key=lambda r: r[1])
     n_simpy, t_simpy = min(simpy_runs, key=lambda r: r[1] / r[0])
     return {

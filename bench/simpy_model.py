@@ -14,15 +14,15 @@ from collections import deque
 import numpy as np
 import simpy
 
-from sse_sim.engine import _row_layout, sample_row_times
 from sse_sim.outcomes import Outcome
+from sse_sim.records import row_layout
 from sse_sim.scenario import Scenario
-from sse_sim.workload import Workload
+from sse_sim.workload import Workload, sample_row_times
 
 
 def simpy_outcomes(scenario: Scenario, w: Workload) -> dict[str, np.ndarray]:
     """Run every client of a workload through a SimPy model; per-row arrays like the engine's."""
-    row_off, event_id, client_id = _row_layout(w.player_offsets, w.clients_per_player)
+    row_off, event_id, client_id = row_layout(w.player_offsets, w.clients_per_player)
     n = event_id.size
     drain, net = sample_row_times(scenario, w.seed, n)
     drain, net = drain.astype(float), net.astype(float)

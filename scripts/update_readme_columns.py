@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import re
 import sys
 from pathlib import Path
@@ -13,12 +11,9 @@ START, END = "<!-- columns:start -->", "<!-- columns:end -->"
 
 
 def generated() -> str:
-    """Every documented table, after importing every module that may register one."""
-    import sse_sim
-    from sse_sim.records import columns_markdown
+    """Every documented table, as declared in sse_sim.tables."""
+    from sse_sim.tables import columns_markdown
 
-    for mod in pkgutil.walk_packages(sse_sim.__path__, "sse_sim."):
-        importlib.import_module(mod.name)
     return columns_markdown().strip()
 
 

@@ -6,16 +6,15 @@ Start with :func:`simulate`: load a scenario, run it, read ``result.summary()`` 
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .errors import EventValidationError, ScenarioError, SseSimError
 from .metrics import confidence_intervals, summarize, throughput
 from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
-from .records import columns_markdown
 from .scenario import Scenario, load_scenario, scenario_json_schema
 from .simulation import SimulationResult, replicate, simulate
 from .sizing import SizingResult, size_buffer
 from .sweep import sweep
+from .tables import columns_markdown
 from .workload import Workload, build_workload
 
 __all__ = [

@@ -17,53 +17,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .records import Column, register_table
+from .tables import (
+    DISCONNECTS_OVER_TIME,
+    LATENCY_CDF,
+    LATENCY_OVER_TIME,
+    OCCUPANCY,
+    OFFLINE_WINDOWS,
+)
 from .workload import Workload
-
-OCCUPANCY: tuple[Column, ...] = (
-    Column("bin_start_at", "float64", "s", "Start of the time bin."),
-    Column("bin_s", "float64", "s", "Width of the bin."),
-    Column("held_mean", "float64", "events", "Time-averaged events held (waiting + in flight), summed over the selected connections."),
-    Column("held_max", "int64", "events", "Most events one selected connection held at any instant in the bin (at most K = buffer_size + 1)."),
-)
-
-LATENCY_OVER_TIME: tuple[Column, ...] = (
-    Column("bin_start_at", "float64", "s", "Start of the time bin (by publish time)."),
-    Column("bin_s", "float64", "s", "Width of the bin."),
-    Column("delivered_n", "int64", "rows", "Deliveries of events published in the bin."),
-    Column("latency_p50_s", "float64", "s", "Median latency of those deliveries; NaN if none."),
-    Column("latency_p95_s", "float64", "s", "95th percentile latency."),
-    Column("latency_p99_s", "float64", "s", "99th percentile latency."),
-    Column("latency_max_s", "float64", "s", "Largest latency."),
-)
-
-LATENCY_CDF: tuple[Column, ...] = (
-    Column("group", "object", "", "Value of the grouping column (e.g. an event_type), or 'all'."),
-    Column("latency_s", "float64", "s", "A latency of a delivered row."),
-    Column("fraction", "float64", "fraction", "Share of the group's deliveries with latency <= latency_s."),
-)
-
-OFFLINE_WINDOWS: tuple[Column, ...] = (
-    Column("client_id", "int32", "", "Client without an active subscription."),
-    Column("node", "int16", "", "Gateway node serving the client."),
-    Column("offline_at", "float64", "s", "Start of the window: the connection closed (or the run started)."),
-    Column("online_at", "float64", "s", "When a subscription became active again; NaN if not before the end of the run."),
-    Column("offline_s", "float64", "s", "Length of the window, up to the end of the run."),
-)
-
-DISCONNECTS_OVER_TIME: tuple[Column, ...] = (
-    Column("bin_start_at", "float64", "s", "Start of the time bin."),
-    Column("bin_s", "float64", "s", "Width of the bin."),
-    Column("offline_mean", "float64", "clients", "Time-averaged clients without an active subscription."),
-    Column("disconnects_n", "int64", "connections", "Connections that closed in the bin."),
-    Column("reconnects_n", "int64", "connections", "Subscriptions that became active again in the bin (a reconnect storm shows as a spike)."),
-)
-
-register_table("occupancy", OCCUPANCY)
-register_table("latency_over_time", LATENCY_OVER_TIME)
-register_table("latency_cdf", LATENCY_CDF)
-register_table("offline_windows", OFFLINE_WINDOWS)
-register_table("disconnects_over_time", DISCONNECTS_OVER_TIME)
 
 
 def _bins(duration_s: float, bin_s: float) -> tuple[int, np.ndarray]:

@@ -77,13 +77,13 @@ def register(app: typer.Typer) -> None:
         result = size_buffer(sc, max_loss, sizes=size_list, seeds=seeds, n_workers=workers, level=level, max_size=max_size)
         typer.echo(result.report())
         if out is not None:
-            from .plots import detached
+            from .plots import detached, plot_loss_vs_buffer
 
             out.mkdir(parents=True, exist_ok=True)
             result.table.to_csv(out / "sizing.csv", index=False)
             result.per_seed.to_csv(out / "sizing_per_seed.csv", index=False)
             with detached():
-                fig, _ = result.plot()
+                fig, _ = plot_loss_vs_buffer(result)
                 fig.savefig(out / "loss_vs_buffer.png", dpi=110)
             for name in ("sizing.csv", "sizing_per_seed.csv", "loss_vs_buffer.png"):
                 typer.echo(f"wrote {out / name}")

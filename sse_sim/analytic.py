@@ -13,6 +13,19 @@ from __future__ import annotations
 import math
 
 
+def capacity_k(buffer_size: int, socket_buffer_events: int = 0) -> int:
+    """K of one connection: ``buffer_size`` waiting + 1 in flight + ``socket_buffer_events`` held by sockets.
+
+    The one place sse_sim turns a gateway buffer into the M/M/1/K capacity.
+
+    >>> capacity_k(50)
+    51
+    >>> capacity_k(50, socket_buffer_events=34)
+    85
+    """
+    return int(buffer_size) + 1 + int(socket_buffer_events)
+
+
 def _check(rho: float, K: int) -> None:
     if not (rho > 0 and math.isfinite(rho)):
         raise ValueError(f"rho must be a positive finite number, got {rho!r}")

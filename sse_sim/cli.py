@@ -7,14 +7,17 @@ stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from . import analysis_cli, compare_cli
 from .errors import SseSimError
+from .events import cli as events_cli
+from .metrics import format_summary
+from .real import cli_gateway
 
 app = typer.Typer(
     name="sse-sim",
@@ -34,31 +37,6 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a user-facing error on stderr and return the Exit to raise."""
     typer.echo(f"sse-sim: {message}", err=True)
     return typer.Exit(code)
-
-
-def format_summary(summary, title: str = "") -> str:  # type: ignore[no-untyped-def]
-    """The summary Series as an aligned two-column text table, with units."""
-    from .records import SUMMARY
-
-    units = {c.name: c.unit for c in SUMMARY}
-    lines = [title] if title else []
-    width = max(len(k) for k in summary.index)
-    for key, value in summary.items():
-        unit = units.get(key, "")
-        if isinstance(value, float):
-            if math.isnan(value):
-                text = "-"
-            elif key.startswith("loss_rate"):
-                text = f"{value:.6%}"
-            elif unit == "s" and key != "duration_s":
-                text = f"{value * 1000:.3f} ms"
-                unit = ""
-            else:
-                text = f"{value:,.3f}"
-        else:
-            text = f"{value:,}"
-        lines.append(f"  {key:<{width}}  {text} {unit if unit not in ('fraction',) else ''}".rstrip())
-    return "\n".join(lines)
 
 
 def _load(path: Path):  # type: ignore[no-untyped-def]
@@ -187,22 +165,19 @@ def schema_scenario() -> None:
 @app.command()
 def columns(table: Annotated[str | None, typer.Argument(help="records, summary, throughput, ...")] = None) -> None:
     """Print the documented columns of the returned DataFrames as Markdown."""
-    from .records import TABLES, columns_markdown
+    from .tables import TABLES, columns_markdown
 
     if table is not None and table not in TABLES:
         raise fail(f"unknown table {table!r} (allowed: {', '.join(TABLES)})")
     typer.echo(columns_markdown(table))
 
 
-def _register_plugins() -> None:
-    """Commands that live beside the subsystems they drive."""
-    __import__("sse_sim.real.cli_gateway", fromlist=["register"]).register(app)
-    __import__("sse_sim.analysis_cli", fromlist=["register"]).register(app)
-    __import__("sse_sim.events.cli", fromlist=["register"]).register(app, schema_app)
-    __import__("sse_sim.real.cli_compare", fromlist=["register"]).register(app)
-
-
-_register_plugins()
+# Commands that live beside the subsystems they drive; each module imports its subsystem only
+# inside its commands, so that ``--help`` stays quick.
+analysis_cli.register(app)
+compare_cli.register(app)
+events_cli.register(app, schema_app)
+cli_gateway.register(app)
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -79,22 +81,64 @@ def throughput(records: pd.DataFrame, duration_s: float, bin_s: float = 1.0) -> 
     return pd.DataFrame({c.name: data[c.name] for c in THROUGHPUT})
 
 
-def confidence_intervals(per_seed: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Mean, standard error and Student-t interval of each numeric summary metric over seeds."""
+def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
+    """Mean, standard error and Student-t confidence interval of per-seed values: (mean, se, low, high).
+
+    NaN values are ignored; with fewer than two values the error and bounds are NaN. The one
+    place sse_sim computes a confidence interval over seeds (summaries, sizing).
+    """
     from scipy import stats
 
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    n = x.size
+    if n == 0:
+        return np.nan, np.nan, np.nan, np.nan
+    mean = float(x.mean())
+    if n < 2:
+        return mean, np.nan, np.nan, np.nan
+    se = float(stats.sem(x))
+    if se == 0.0:
+        return mean, 0.0, mean, mean
+    low, high = stats.t.interval(level, n - 1, loc=mean, scale=se)
+    return mean, se, float(low), float(high)
+
+
+def confidence_intervals(per_seed: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Mean, standard error and Student-t interval of each numeric summary metric over seeds."""
     rows = []
     n = len(per_seed)
     metrics = [c.name for c in SUMMARY if c.name in per_seed.columns]
-    tq = float(stats.t.ppf(0.5 + level / 2, n - 1)) if n > 1 else np.nan
     for m in metrics:
         x = pd.to_numeric(per_seed[m], errors="coerce").to_numpy(dtype=float)
-        mean = float(np.nanmean(x)) if n else np.nan
-        se = float(np.nanstd(x, ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-        rows.append((m, mean, se, mean - tq * se, mean + tq * se, n))
+        mean, se, low, high = t_interval(x, level)
+        rows.append((m, mean, se, low, high, n))
     return pd.DataFrame(rows, columns=["metric", "mean", "std_err", "ci_low", "ci_high", "seeds_n"]).astype(
         {"metric": object, "seeds_n": np.int64}
     )
 
 
-__all__ = ["summarize", "throughput", "confidence_intervals"]
+def format_summary(summary: pd.Series, title: str = "") -> str:
+    """The summary Series as an aligned two-column text table, with units."""
+    units = {c.name: c.unit for c in SUMMARY}
+    lines = [title] if title else []
+    width = max(len(k) for k in summary.index)
+    for key, value in summary.items():
+        unit = units.get(key, "")
+        if isinstance(value, float):
+            if math.isnan(value):
+                text = "-"
+            elif key.startswith("loss_rate"):
+                text = f"{value:.6%}"
+            elif unit == "s" and key != "duration_s":
+                text = f"{value * 1000:.3f} ms"
+                unit = ""
+            else:
+                text = f"{value:,.3f}"
+        else:
+            text = f"{value:,}"
+        lines.append(f"  {key:<{width}}  {text} {unit if unit not in ('fraction',) else ''}".rstrip())
+    return "\n".join(lines)
+
+
+__all__ = ["summarize", "throughput", "confidence_intervals", "t_interval", "format_summary"]

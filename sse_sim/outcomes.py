@@ -37,4 +37,14 @@ class Outcome(IntEnum):
 OUTCOME_LABELS: tuple[str, ...] = tuple(o.label for o in Outcome)
 LOSS_CAUSES: tuple[str, ...] = tuple(o.label for o in Outcome if o is not Outcome.DELIVERED)
 
-__all__ = ["Outcome", "OUTCOME_LABELS", "LOSS_CAUSES"]
+#: Loss causes a bigger buffer fixes: the connection's queue was full.
+OVERFLOW_CAUSES: tuple[str, ...] = (Outcome.DROPPED_OVERFLOW.label, Outcome.DISCONNECTED_SLOW.label)
+
+#: Loss causes no buffer size can fix: the connection (or the node's subscriber) was gone.
+DISCONNECT_CAUSES: tuple[str, ...] = (
+    Outcome.LOST_DISCONNECTED.label,
+    Outcome.LOST_IN_BUFFER.label,
+    Outcome.LOST_REDIS_OUTPUT_LIMIT.label,
+)
+
+__all__ = ["Outcome", "OUTCOME_LABELS", "LOSS_CAUSES", "OVERFLOW_CAUSES", "DISCONNECT_CAUSES"]

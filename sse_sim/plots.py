@@ -25,10 +25,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from . import analysis
-from .outcomes import LOSS_CAUSES
+from .analytic import capacity_k
+from .outcomes import DISCONNECT_CAUSES, LOSS_CAUSES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .simulation import SimulationResult
+    from .results import SimulationResult
     from .sizing import SizingResult
 
 #: One colour per fate, the same in every figure.
@@ -40,9 +41,6 @@ OUTCOME_COLORS: dict[str, str] = {
     "disconnected_slow": "#9467bd",
     "lost_redis_output_limit": "#8c564b",
 }
-
-#: Loss causes no buffer size can fix: the connection (or the node's subscriber) was gone.
-DISCONNECT_CAUSES: tuple[str, ...] = ("lost_disconnected", "lost_in_buffer", "lost_redis_output_limit")
 
 # Figures for files are built without pyplot, so writing PNGs never opens a GUI window nor
 # piles figures up in pyplot's registry; interactive calls use pyplot so notebooks show them.
@@ -190,11 +188,6 @@ def plot_latency_over_time(
 # Buffers and disconnects
 
 
-def capacity_k(scenario: Any) -> int:
-    """Events one connection can hold: buffer_size waiting + 1 in flight (+ socket buffers)."""
-    return int(scenario.gateway.buffer_size) + 1 + int(scenario.clients.socket_buffer_events)
-
-
 def plot_buffer_occupancy(
     result: SimulationResult,
     bin_s: float | None = None,
@@ -215,7 +208,8 @@ def plot_buffer_occupancy(
     mean = occ["held_mean"].to_numpy() / max(n_conn, 1)
     ax.step(x, np.append(peak, peak[-1]), where="post", color="#1f77b4", label="peak held by one connection")
     ax.step(x, np.append(mean, mean[-1]), where="post", color="#2ca02c", label="mean held per connection")
-    k = capacity_k(result.scenario)
+    sc = result.scenario
+    k = capacity_k(sc.gateway.buffer_size, sc.clients.socket_buffer_events)
     ax.axhline(k, color="#d62728", linestyle="--", linewidth=1, label=f"capacity K = {k} (buffer {result.scenario.gateway.buffer_size} + in flight)")
     ax.set_ylim(0, k * 1.1)
     ax.set_xlim(x[0], x[-1])
@@ -336,7 +330,7 @@ def plot_loss_vs_buffer(sizing: SizingResult, *, ax: Axes | None = None) -> tupl
 def plot_comparison(comparison: Any, *, axes: Any = None) -> tuple[Figure, np.ndarray]:
     """Simulator vs real run: latency CDFs side by side, and each metric's difference against its tolerance.
 
-    ``comparison`` is what :func:`sse_sim.real.compare` returns: ``.table`` with columns
+    ``comparison`` is what :func:`sse_sim.compare.compare` returns: ``.table`` with columns
     ``metric, sim, real, diff, tolerance, within``, and ``.sim`` / ``.real`` results.
     """
     if axes is None:
@@ -423,8 +417,6 @@ __all__ = [
     "save_standard_figures",
     "detached",
     "default_bin_s",
-    "capacity_k",
     "OUTCOME_COLORS",
-    "DISCONNECT_CAUSES",
     "STANDARD_FIGURES",
 ]

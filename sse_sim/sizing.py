@@ -30,33 +30,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .records import Column, register_table
+from .analytic import capacity_k
+from .metrics import t_interval
+from .outcomes import DISCONNECT_CAUSES, OVERFLOW_CAUSES
 from .scenario import Scenario, as_scenario
 from .sweep import Runner, SweepError, apply_point, seed_list, summaries_frame
+from .tables import SIZING
 
-OVERFLOW_CAUSES: tuple[str, ...] = ("dropped_overflow", "disconnected_slow")
-DISCONNECT_CAUSES: tuple[str, ...] = ("lost_disconnected", "lost_in_buffer", "lost_redis_output_limit")
 LADDER: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
-
-
-def _ci_cols(name: str, what: str) -> tuple[Column, ...]:
-    return (
-        Column(name, "float64", "fraction", f"{what}: mean over seeds."),
-        Column(f"{name}_ci_low", "float64", "fraction", "Lower bound of its confidence interval (Student t over seeds, clipped at 0); NaN with one seed."),
-        Column(f"{name}_ci_high", "float64", "fraction", "Upper bound of its confidence interval."),
-    )
-
-
-SIZING: tuple[Column, ...] = (
-    Column("buffer_size", "int64", "events", "gateway.buffer_size evaluated: events that wait per connection."),
-    Column("capacity_k", "int64", "events", "Events a connection holds: buffer_size + 1 in flight + socket_buffer_events (M/M/1/K's K)."),
-    Column("seeds_n", "int64", "", "Seeds run at this size (the same seeds at every size)."),
-    *_ci_cols("overflow_loss_rate", "Share of attempts lost because the buffer was full (dropped_overflow + disconnected_slow)"),
-    *_ci_cols("disconnect_loss_rate", "Share lost because the connection or the node's subscriber was gone (lost_disconnected + lost_in_buffer + lost_redis_output_limit): no buffer size fixes it"),
-    *_ci_cols("loss_rate", "Share of attempts lost, all causes"),
-    Column("meets_target", "bool", "", "Mean overflow loss <= max_loss."),
-)
-register_table("sizing", SIZING)
 
 
 def _pct(x: float) -> str:
@@ -166,37 +147,24 @@ class SizingResult:
         lines.extend(self.notes)
         return "\n".join(lines)
 
-    def plot(self, **kw: Any) -> Any:
-        """The loss-vs-buffer curve with its confidence bands (see :func:`sse_sim.plots.plot_loss_vs_buffer`)."""
-        from .plots import plot_loss_vs_buffer
-
-        return plot_loss_vs_buffer(self, **kw)
-
     def __str__(self) -> str:
         return self.report()
 
 
 def _ci(x: np.ndarray, level: float) -> tuple[float, float, float]:
-    from scipy import stats
-
-    n = x.size
-    mean = float(x.mean())
-    if n < 2:
-        return mean, float("nan"), float("nan")
-    se = float(x.std(ddof=1) / np.sqrt(n))
-    t = float(stats.t.ppf(0.5 + level / 2, n - 1))
+    mean, _, low, high = t_interval(x, level)
     # a loss rate is never negative; the symmetric t interval would say so at rare losses
-    return mean, max(mean - t * se, 0.0), mean + t * se
+    return mean, max(low, 0.0) if np.isfinite(low) else low, high
 
 
 def _table(per_seed: pd.DataFrame, scenario: Scenario, max_loss: float, level: float) -> pd.DataFrame:
-    extra = 1 + int(scenario.clients.socket_buffer_events)
+    socket = int(scenario.clients.socket_buffer_events)
     rows = []
     for size, g in per_seed.groupby("gateway.buffer_size", sort=True):
         overflow = sum(g[f"loss_rate_{c}"].to_numpy(float) for c in OVERFLOW_CAUSES)
         disconnect = sum(g[f"loss_rate_{c}"].to_numpy(float) for c in DISCONNECT_CAUSES)
         total = g["loss_rate"].to_numpy(float)
-        row: dict[str, Any] = {"buffer_size": int(size), "capacity_k": int(size) + extra, "seeds_n": len(g)}
+        row: dict[str, Any] = {"buffer_size": int(size), "capacity_k": capacity_k(int(size), socket), "seeds_n": len(g)}
         for name, x in (("overflow_loss_rate", overflow), ("disconnect_loss_rate", disconnect), ("loss_rate", total)):
             row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = _ci(np.asarray(x, float), level)
         row["meets_target"] = row["overflow_loss_rate"] <= max_loss

@@ -32,15 +32,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import SseSimError
-from .records import SUMMARY, Column, register_table
+from .records import SUMMARY
 from .scenario import Scenario, as_scenario
-
-SWEEP: tuple[Column, ...] = (
-    Column("<parameter>", "as given", "", "One column per swept parameter, named by its dotted path (e.g. gateway.buffer_size), holding that point's value."),
-    Column("seed", "int64", "", "Seed of the run."),
-    *SUMMARY,
-)
-register_table("sweep", SWEEP)
+from .tables import SWEEP
 
 
 class SweepError(SseSimError, ValueError):

@@ -16,7 +16,7 @@ from sse_sim.analysis import (
     offline_windows,
 )
 from sse_sim.analytic import mm1k_mean_number
-from sse_sim.records import check_frame
+from sse_sim.tables import check_frame
 
 
 @pytest.fixture(scope="module")

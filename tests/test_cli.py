@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from sse_sim.records import check_frame
+from sse_sim.tables import check_frame
 
 
 def sse_sim(*args: str) -> subprocess.CompletedProcess:

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from sse_sim.outcomes import LOSS_CAUSES
-from sse_sim.real.compare import compare, comparison_table
-from sse_sim.records import TABLES, check_frame
+from sse_sim.compare import compare, comparison_table
+from sse_sim.tables import TABLES, check_frame
 
 BACKENDS = ["fakeredis", pytest.param("redis", marks=pytest.mark.redis)]
 

@@ -7,7 +7,7 @@ import sys
 from conftest import ROOT
 
 from sse_sim import simulate
-from sse_sim.records import check_frame
+from sse_sim.tables import check_frame
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from update_readme_columns import README, generated, section  # noqa: E402

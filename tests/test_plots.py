@@ -134,9 +134,6 @@ def test_loss_vs_buffer_curve(mobile):
     assert np.allclose(ov.get_ydata(), sizing.table["overflow_loss_rate"])
     assert len(ax.collections) >= 1  # the confidence band
     assert set(line(ax, "target 0.001").get_ydata()) == {0.001}
-    # the result's own plot method draws the same
-    _, ax2 = sizing.plot()
-    assert legend_labels(ax2) == labels
 
 
 def test_comparison_plot_against_the_compare_contract(mobile):

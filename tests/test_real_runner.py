@@ -13,7 +13,7 @@ from sse_sim.outcomes import Outcome
 from sse_sim.real.payloads import build_payload, event_id_of
 from sse_sim.real.runner import prepare_scenario, run_real
 from sse_sim.real.sockbuf import loopback_capacity
-from sse_sim.records import check_frame
+from sse_sim.tables import check_frame
 from sse_sim.scenario import load_scenario
 from sse_sim.simulation import simulate
 from sse_sim.workload import build_workload

@@ -36,23 +36,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..outcomes import LOSS_CAUSES, OUTCOME_LABELS
-from ..records import Column, register_table
-from ..scenario import Scenario, as_scenario
-from ..simulation import SimulationResult, simulate
-from .runner import prepare_scenario, run_real
+from .outcomes import LOSS_CAUSES, OUTCOME_LABELS
+from .real.runner import prepare_scenario, run_real
+from .real.sockbuf import gateway_socket_buffer_events
+from .results import SimulationResult
+from .scenario import Scenario, as_scenario
+from .simulation import simulate
+from .tables import COMPARISON
 
 __all__ = ["compare", "Comparison", "COMPARISON", "comparison_table"]
-
-COMPARISON: tuple[Column, ...] = (
-    Column("metric", "object", "", "loss_rate, loss_rate_<cause> for each cause, latency_p50_s, latency_p95_s or latency_p99_s."),
-    Column("sim", "float64", "fraction or s", "The simulator's value for the same workload (same seed)."),
-    Column("real", "float64", "fraction or s", "The real run's value (gateway, Redis or fakeredis, SSE clients)."),
-    Column("diff", "float64", "fraction or s", "real - sim."),
-    Column("tolerance", "float64", "fraction or s", "Largest |diff| accepted: z x combined standard error + floor (see the tolerance rule)."),
-    Column("within", "bool", "", "|diff| <= tolerance (a NaN on one side only is not within; NaN on both is)."),
-)
-register_table("comparison", COMPARISON)
 
 LATENCY_METRICS = (("latency_p50_s", 0.50), ("latency_p95_s", 0.95), ("latency_p99_s", 0.99))
 BATCH_S = 1.0
@@ -214,7 +206,6 @@ def compare(
         seed_list = [int(s) for s in seeds]
     socket_events = int(sc.clients.socket_buffer_events)
     if calibrate_socket_buffers and socket_events == 0:
-        from .sockbuf import gateway_socket_buffer_events
 
         probe = simulate(sc, seed_list[0])
         socket_events = gateway_socket_buffer_events(

@@ -37,8 +37,8 @@ def register(app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """Run the simulator and real mode on the same workload; exit 1 if a metric is outside tolerance."""
-        from ..scenario import load_scenario
         from .compare import compare as run_compare
+        from .scenario import load_scenario
 
         sc = load_scenario(scenario)
         result = run_compare(
@@ -69,9 +69,9 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option("--out", help="Folder for records.parquet, summary.json, throughput.csv.")] = None,
     ) -> None:
         """Replay a scenario through the real gateway and SSE clients; print its summary, write its outputs."""
-        from ..cli import format_summary
-        from ..scenario import load_scenario
-        from .runner import run_real
+        from .metrics import format_summary
+        from .real.runner import run_real
+        from .scenario import load_scenario
 
         sc = load_scenario(scenario)
         result = run_real(sc, seed, backend=backend, redis_url=redis_url, duration_s=duration, start_s=start, max_players=max_players)

@@ -10,11 +10,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-install: $(BIN)/python
+# Stamps: the package is (re)installed only when pyproject.toml changed since the last install,
+# so `make run` starts at once the second time.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
+	touch $@
 
-install-test: $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test,notebook]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
 	bash scripts/ensure-redis-server.sh
 
 ## Run the default scenario on the embedded default; outputs under out/baseline.
@@ -30,9 +38,16 @@ bench: install-test
 	$(BIN)/python bench/bench_events.py
 	$(BIN)/python bench/bench_gateway.py
 
-lab: install
+# Jupyter refuses to start as root without --allow-root; containers and CI machines run as root.
+ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+$(VENV)/.installed-lab: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[notebook]'
-	$(BIN)/jupyter lab notebooks/
+	touch $@ $(VENV)/.installed
+
+## JupyterLab on notebooks/; LAB_ARGS adds options, e.g. LAB_ARGS="--no-browser --port 8899".
+lab: $(VENV)/.installed-lab
+	$(BIN)/jupyter lab $(ALLOW_ROOT) $(LAB_ARGS) notebooks/
 
 lint: install-test
 	$(BIN)/ruff check sse_sim tests bench

@@ -16,7 +16,6 @@ import typer
 from . import analysis_cli, compare_cli
 from .errors import SseSimError
 from .events import cli as events_cli
-from .metrics import format_summary
 from .real import cli_gateway
 
 app = typer.Typer(
@@ -25,8 +24,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help: typer's rich panels print boolean flags as "--help <bool>" and load rich
+    rich_markup_mode=None,
 )
-schema_app = typer.Typer(help="Print a JSON Schema.", no_args_is_help=True)
+schema_app = typer.Typer(help="Print a JSON Schema.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(schema_app, name="schema")
 
 ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
@@ -65,6 +66,7 @@ def run(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Also write PNG figures into --out.")] = True,
 ) -> None:
     """Run a scenario through the simulator, print its summary, and write its outputs."""
+    from .metrics import format_summary
     from .simulation import simulate
 
     sc = _load(scenario)
@@ -98,6 +100,7 @@ def check(
     seed: SeedOpt = 0,
 ) -> None:
     """Fail (exit 1) when a run breaks the SLO, naming what broke; for CI pipelines."""
+    from .metrics import format_summary
     from .outcomes import LOSS_CAUSES
     from .simulation import simulate
 
@@ -180,27 +183,52 @@ events_cli.register(app, schema_app)
 cli_gateway.register(app)
 
 
-def main() -> None:
-    """Entry point: run the app, turning sse_sim's user errors into one line and exit 2."""
+def _click_error_types() -> tuple[type[BaseException], ...]:
+    """The base classes of click's errors, whether typer uses click or its own copy of it."""
+    types: list[type[BaseException]] = []
+    typer_error = getattr(typer, "TyperException", None)  # typer >= 0.26 vendors click
+    if isinstance(typer_error, type):
+        types.append(typer_error)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.exceptions.ClickException)
+    return tuple(types)
+
+
+def usage_error_line(exc: BaseException) -> str:
+    """One line for a command-line mistake: what was wrong, and where to read the usage."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(message.split())
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) if ctx is not None else None
+    hint = f" (see '{path} --help')" if path else ""
+    return f"sse-sim: {message}{hint}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; a user error is one line on stderr and exit 2, never a traceback.
+
+    Exit codes: 0 success, 1 an SLO or check failed (the command says which), 2 a usage error
+    or bad input, 130 interrupted.
+    """
     try:
         # without standalone mode click returns the code of a typer.Exit instead of exiting
-        rc = app(standalone_mode=False)
+        rc = app(args=argv, prog_name="sse-sim", standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except SseSimError as exc:
         typer.echo(f"sse-sim: {exc}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("sse-sim: aborted", err=True)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("sse-sim: interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except _click_error_types() as exc:
+        typer.echo(usage_error_line(exc), err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

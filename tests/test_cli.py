@@ -59,13 +59,44 @@ def test_check_per_cause_limit(scenarios_dir):
         (["check", "{s}", "--max-cause", "dropped_overflow=x"], "must be a number"),
         (["run", "missing.yaml"], "no such scenario file"),
         (["columns", "nope"], "unknown table"),
+        # mistakes click itself catches, whatever typer or click version is installed
+        (["run", "{s}", "--seeds", "3"], "No such option: --seeds"),
+        (["runn"], "No such command 'runn'"),
+        (["check", "{s}", "--max-loss", "5%"], "Invalid value for '--max-loss'"),
+        (["replicate", "{s}", "--seeds", "0"], "Invalid value for '--seeds'"),
+        (["schema", "foo"], "No such command 'foo'"),
+        (["size", "x.yaml"], "Missing option '--max-loss'"),
     ],
 )
 def test_usage_errors_are_one_line_without_traceback(scenarios_dir, args, message):
     proc = sse_sim(*[a.format(s=scenarios_dir / "mm1k.yaml") for a in args])
-    assert proc.returncode == 2
+    assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("sse-sim: ")
+
+
+@pytest.mark.parametrize("args", [[], ["run"], ["gateway"], ["token"], ["compare"], ["size"], ["schema"]])
+def test_help_reads_cleanly(args):
+    proc = sse_sim(*args, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage: sse-sim" in proc.stdout
+    assert "<bool>" not in proc.stdout
+    assert "--help" in proc.stdout and "Show this message and exit." in proc.stdout
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """--help and token load no numba, pandas, pydantic, matplotlib or uvicorn (start-up time)."""
+    heavy = ["numba", "pandas", "pydantic", "matplotlib", "uvicorn", "redis", "fakeredis", "scipy", "numpy"]
+    code = (
+        "import sys\n"
+        "from sse_sim.cli import app\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_validate_and_schema(scenarios_dir):

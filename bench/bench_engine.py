@@ -3,6 +3,11 @@
 Run: ``.venv/bin/python bench/bench_engine.py`` (or ``make bench``). Prints events/s for both,
 measured in the same process, their ratio, and the peak memory of a 10 M-event run measured in
 a fresh child process. Machines here are shared and noisy: compare ratios, not seconds.
+
+``--engine-only`` times the engine alone (``run_engine`` on a workload built beforehand) on
+bench_10m and mm1k, against the SimPy model run on a share of the same scenario (players for
+bench_10m, duration for mm1k), to check a change to the engine without the noise of workload
+generation and building the records.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from simpy_model import simpy_outcomes  # noqa: E402
 
 from sse_sim import build_workload, load_scenario  # noqa: E402
 from sse_sim.engine import run_engine  # noqa: E402
-from sse_sim.simulation import records_frame  # noqa: E402
+from sse_sim.records import records_frame  # noqa: E402
 
 SCENARIO = HERE.parent / "data" / "scenarios" / "bench_10m.yaml"
+MM1K = HERE.parent / "data" / "scenarios" / "mm1k.yaml"
 
 
 def end_to_end(sc, seed: int) -> tuple[int, float, dict[str, float]]:
@@ -94,6 +100,52 @@ def measure(repeats: int, simpy_fraction: float) -> dict[str, float]:
     }
 
 
+def engine_only(path: Path, repeats: int, simpy_overrides: dict) -> dict[str, float]:
+    """Best-of-``repeats`` rates of ``run_engine`` alone and of the SimPy walk on a smaller workload."""
+    sc = load_scenario(path)
+    # compile / load the numba cache
+    run_engine(sc, build_workload(sc.with_overrides({"duration_s": 1.0}), 0))
+    w = build_workload(sc, 0)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run_engine(sc, w)
+        times.append(time.perf_counter() - t0)
+    small = sc.with_overrides(simpy_overrides)
+    ws = build_workload(small, 0)
+    simpy_times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        simpy_outcomes(small, ws)
+        simpy_times.append(time.perf_counter() - t0)
+    rate = w.n_events / min(times)
+    simpy_rate = ws.n_events / min(simpy_times)
+    return {
+        "events": w.n_events,
+        "seconds": min(times),
+        "rate": rate,
+        "simpy_events": ws.n_events,
+        "simpy_seconds": min(simpy_times),
+        "simpy_rate": simpy_rate,
+    }
+
+
+def report_engine_only(repeats: int, simpy_fraction: float) -> None:
+    """Print the engine-only rates of bench_10m and mm1k and their ratios against SimPy."""
+    cases = [
+        (SCENARIO, {"population.players_per_brand": max(int(5000 * simpy_fraction), 1)}),
+        (MM1K, {"duration_s": 20000 * simpy_fraction}),
+    ]
+    print("engine only (run_engine on a prebuilt workload), one core:")
+    for path, simpy_overrides in cases:
+        m = engine_only(path, repeats, simpy_overrides)
+        print(
+            f"  {path.stem:<10} run_engine {m['rate'] / 1e6:8.2f} M events/s ({m['events']:,.0f} in "
+            f"{m['seconds']:.3f} s)   SimPy walk {m['simpy_rate'] / 1e6:6.3f} M events/s   "
+            f"ratio {m['rate'] / m['simpy_rate']:6.0f} x"
+        )
+
+
 def report(title: str, m: dict[str, float]) -> None:
     print(title)
     print(
@@ -112,10 +164,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--simpy-fraction", type=float, default=0.02, help="Share of players SimPy runs."
+        "--simpy-fraction",
+        type=float,
+        default=0.02,
+        help="Share of players SimPy runs (of mm1k's duration with --engine-only).",
     )
     parser.add_argument("--json", action="store_true", help="Print the measurement as JSON only.")
+    parser.add_argument(
+        "--engine-only",
+        action="store_true",
+        help="Time run_engine alone on bench_10m and mm1k (workload built beforehand).",
+    )
     args = parser.parse_args()
+    if args.engine_only:
+        report_engine_only(args.repeats, args.simpy_fraction)
+        return
     if args.json:
         print(json.dumps(measure(args.repeats, args.simpy_fraction)))
         return

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from ._version import __version__
 from .errors import EventValidationError, ScenarioError, SseSimError
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .metrics import confidence_intervals, summarize, throughput
     from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
     from .scenario import Scenario, load_scenario, scenario_json_schema
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     """Load a public name from the module that defines it, on first use (PEP 562)."""
     if name in ("Scenario", "load_scenario", "scenario_json_schema"):
         from . import scenario as module
@@ -88,7 +88,7 @@ def __dir__() -> list[str]:
 class _Package(types.ModuleType):
     """The package module, keeping the name ``sweep`` for the function once its module is imported."""
 
-    def __setattr__(self, name: str, value: Any) -> None:
+    def __setattr__(self, name: str, value: _typing.Any) -> None:
         # Importing the submodule sse_sim.sweep binds it to this attribute; ``sse_sim.sweep``
         # is the function, as the public API has always said (the module stays in sys.modules).
         if name == "sweep" and isinstance(value, types.ModuleType):

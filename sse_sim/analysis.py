@@ -1,7 +1,7 @@
 """What the plots draw, as documented DataFrames: occupancy, latency over time, CDFs, offline windows.
 
 Pure functions of records (and of a run's workload, for connection sessions); no matplotlib,
-no I/O. Every frame they return is registered in :mod:`sse_sim.records`, so its columns are
+no I/O. Every frame they return is declared in :mod:`sse_sim.tables`, so its columns are
 documented with the others (``sse-sim columns``).
 
 Buffer occupancy comes from the records alone: an event is held by its connection from
@@ -22,6 +22,7 @@ from .tables import (
     LATENCY_CDF,
     LATENCY_OVER_TIME,
     OCCUPANCY,
+    OCCUPANCY_BY_CONNECTION,
     OFFLINE_WINDOWS,
 )
 from .workload import Workload
@@ -109,6 +110,133 @@ def occupancy(
             "bin_s": np.full(n_bins, float(bin_s)),
             "held_mean": held_mean.astype(np.float64),
             "held_max": held_max,
+        }
+    )
+
+
+def _client_bins_peak(
+    records: pd.DataFrame, edges: np.ndarray, bin_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each (client, bin) in which a client held something: client ids, bins, and its peak held there."""
+    n_bins = edges.size - 1
+    g = records["gateway_at"].to_numpy()
+    lv = records["left_at"].to_numpy()
+    cl = records["client_id"].to_numpy().astype(np.int64)
+    held = np.isfinite(g) & np.isfinite(lv) & (lv > g)
+    g, lv, cl = g[held], lv[held], cl[held]
+    if not g.size:
+        empty = np.array([], np.int64)
+        return empty, empty, empty
+    times = np.concatenate((g, lv))
+    deltas = np.concatenate((np.ones(g.size), -np.ones(lv.size)))
+    clients = np.concatenate((cl, cl))
+    # departures before arrivals at a tie, as in occupancy()
+    order = np.lexsort((deltas, times, clients))
+    t, c = times[order], clients[order]
+    level = np.cumsum(deltas[order]).astype(np.int64)
+    nxt = np.append(t[1:], t[-1])
+    seg = (level > 0) & (nxt > t) & (t < edges[-1])
+    t0, t1, lev, c = t[seg], nxt[seg], level[seg], c[seg]
+    b0 = np.clip((t0 // bin_s).astype(np.int64), 0, n_bins - 1)
+    b1 = np.maximum(np.clip((np.ceil(t1 / bin_s) - 1).astype(np.int64), 0, n_bins - 1), b0)
+    span = b1 - b0 + 1
+    within = np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span)
+    bins = np.repeat(b0, span) + within
+    cells = np.repeat(c, span) * n_bins + bins
+    lev = np.repeat(lev, span)
+    # the largest level per (client, bin) cell
+    order = np.lexsort((-lev, cells))
+    cells, lev = cells[order], lev[order]
+    first = np.concatenate(([True], cells[1:] != cells[:-1]))
+    cells, lev = cells[first], lev[first]
+    return cells // n_bins, cells % n_bins, lev
+
+
+def occupancy_by_connection(
+    records: pd.DataFrame,
+    bin_s: float = 1.0,
+    *,
+    workload: Workload | None = None,
+    duration_s: float | None = None,
+    client_id: int | Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """How full the connected connections' buffers are in each bin: the spread over connections, not one sum.
+
+    For every connection connected at some instant of a bin, its peak held (waiting + in
+    flight) in that bin; per bin the median, the 99th percentile and the largest of those
+    peaks, and the time-averaged events held per connected connection. Connections come from
+    ``workload``'s sessions (HTTP connect to close); without a workload every selected client
+    in the records counts as connected throughout. Percentiles are of whole events (the
+    smallest peak that at least that share of the connections stays at or under). Columns:
+    ``bin_start_at, bin_s, connections_n, held_per_connection_mean, peak_p50, peak_p99, peak_max``.
+    """
+    if duration_s is None and workload is not None:
+        duration_s = float(workload.duration_s)
+    dur = _duration(records, duration_s)
+    n_bins, edges = _bins(dur, bin_s)
+    rec = records
+    ids: np.ndarray | None = None
+    if client_id is not None:
+        ids = np.unique(np.atleast_1d(np.asarray(client_id)).astype(np.int64))
+        rec = rec[rec["client_id"].isin(ids)]
+    if workload is not None:
+        w = workload
+        sess_client = np.repeat(np.arange(w.n_clients), np.diff(w.session_offsets))
+        keep = np.ones(sess_client.size, bool) if ids is None else np.isin(sess_client, ids)
+        sc, on, off = sess_client[keep], w.connect_at[keep], np.minimum(w.disconnect_at[keep], edges[-1])
+        live = (on < edges[-1]) & (off >= on)
+        sc, on, off = sc[live], on[live], off[live]
+        b0 = np.clip((on // bin_s).astype(np.int64), 0, n_bins - 1)
+        # a connection closed exactly on a bin edge is not connected in the bin that starts there
+        b1 = np.maximum(np.clip((np.ceil(off / bin_s) - 1).astype(np.int64), 0, n_bins - 1), b0)
+        diff = np.zeros(n_bins + 1, np.int64)
+        np.add.at(diff, b0, 1)
+        np.add.at(diff, b1 + 1, -1)
+        # a client's sessions follow one another: two in a row share at most the bin where one
+        # ends and the next starts, which would count that client twice there
+        same = np.flatnonzero(sc[1:] == sc[:-1])
+        shared = same[b0[same + 1] <= b1[same]]
+        np.add.at(diff, b1[shared], -1)
+        np.add.at(diff, b1[shared] + 1, 1)
+        connections = np.cumsum(diff)[:n_bins]
+        closes = np.isfinite(w.disconnect_at[keep][live])
+        times = np.concatenate((on, off[closes]))
+        deltas = np.concatenate((np.ones(on.size), -np.ones(int(closes.sum()))))
+        connected_mean = _step_mean(times, deltas, edges) if times.size else np.zeros(n_bins)
+    else:
+        n = int(ids.size) if ids is not None else int(rec["client_id"].nunique())
+        connections = np.full(n_bins, n, np.int64)
+        connected_mean = np.full(n_bins, float(n))
+    _, cell_bin, cell_peak = _client_bins_peak(rec, edges, float(bin_s))
+    nonzero = np.bincount(cell_bin, minlength=n_bins).astype(np.int64)
+    connections = np.maximum(connections, nonzero)
+    order = np.lexsort((cell_peak, cell_bin))
+    peaks_sorted = cell_peak[order]
+    starts = np.concatenate(([0], np.cumsum(nonzero)[:-1]))
+    zeros = connections - nonzero
+
+    def quantile(q: float) -> np.ndarray:
+        # rank of the q-quantile among a bin's connections (1-based), zeros first
+        rank = np.ceil(q * connections).astype(np.int64)
+        out = np.zeros(n_bins, np.int64)
+        above = rank > zeros
+        out[above] = peaks_sorted[starts[above] + rank[above] - zeros[above] - 1]
+        return out
+
+    held_total = occupancy(rec, bin_s, duration_s=dur)["held_mean"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_conn = np.where(connected_mean > 0, held_total / connected_mean, np.nan)
+    peak_max = np.zeros(n_bins, np.int64)
+    np.maximum.at(peak_max, cell_bin, cell_peak)
+    return pd.DataFrame(
+        {
+            "bin_start_at": edges[:-1],
+            "bin_s": np.full(n_bins, float(bin_s)),
+            "connections_n": connections.astype(np.int64),
+            "held_per_connection_mean": per_conn.astype(np.float64),
+            "peak_p50": quantile(0.5),
+            "peak_p99": quantile(0.99),
+            "peak_max": peak_max,
         }
     )
 
@@ -277,11 +405,13 @@ def disconnects_over_time(workload: Workload, bin_s: float = 1.0) -> pd.DataFram
 
 __all__ = [
     "occupancy",
+    "occupancy_by_connection",
     "latency_percentiles_over_time",
     "latency_cdf",
     "offline_windows",
     "disconnects_over_time",
     "OCCUPANCY",
+    "OCCUPANCY_BY_CONNECTION",
     "LATENCY_OVER_TIME",
     "LATENCY_CDF",
     "OFFLINE_WINDOWS",

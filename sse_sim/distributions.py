@@ -7,11 +7,14 @@ figures people usually know about a latency, rather than by mu and sigma.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+
+from .errors import ScenarioError
 
 # z such that P(Z <= z) = 0.99 for a standard normal: lognormal sigma = ln(p99/median) / Z99.
 Z99 = 2.3263478740408408
@@ -94,47 +97,54 @@ class LogNormal(_Dist):
 class Empirical(_Dist):
     """Resamples (with replacement) the values of one column of a CSV file, or of a one-column text file.
 
-    ``file`` is relative to the scenario file that names it.
+    ``file`` is relative to the scenario file that names it. The values are read when the
+    scenario is loaded (see :func:`sse_sim.scenario.load_scenario`), so sampling never touches
+    the disk; an Empirical made by hand needs :meth:`load_values` before it can be sampled.
     """
 
     kind: Literal["empirical"]
     file: Path
     column: str | None = None
-    _values: np.ndarray | None = PrivateAttr(default=None)
+    _values: _Values | None = PrivateAttr(default=None)
 
-    def bind(self, base_dir: Path) -> None:
-        """Load the values now, resolving ``file`` against the scenario's folder."""
-        path = self.file if self.file.is_absolute() else base_dir / self.file
-        if not path.is_file():
-            raise ValueError(f"empirical data file not found: {path}")
-        import pandas as pd
+    def load_values(self, values: np.ndarray) -> Empirical:
+        """Attach the values to resample: at least one, all finite and >= 0."""
+        x = np.array(values, dtype=np.float64)
+        if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x) & (x >= 0)):
+            raise ScenarioError(f"empirical data of {self.file}: expected a non-empty list of numbers >= 0")
+        x.flags.writeable = False
+        self._values = _Values(x)
+        return self
 
-        try:
-            frame = pd.read_csv(path)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is a user error here
-            raise ValueError(f"cannot read empirical data file {path}: {exc}") from None
-        col = self.column or frame.columns[0]
-        if col not in frame.columns:
-            raise ValueError(f"column {col!r} not in {path} (columns: {', '.join(map(str, frame.columns))})")
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
-        if values.size == 0 or np.isnan(values).any() or (values < 0).any():
-            raise ValueError(f"column {col!r} of {path} must hold non-negative numbers only")
-        self._values = values
+    @property
+    def values(self) -> np.ndarray:
+        """The values resampled (read-only)."""
+        if self._values is None:
+            raise ScenarioError(
+                f"the empirical distribution of {self.file} has no values: load it through a scenario "
+                "(load_scenario or scenario_from_dict read the file) or call load_values() first"
+            )
+        return self._values.array
 
     def sample(self, rng: np.random.Generator, n: int, dtype: type = np.float64) -> np.ndarray:
-        if self._values is None:
-            self.bind(Path.cwd())
-        assert self._values is not None
-        return self._values.astype(dtype, copy=False)[rng.integers(0, self._values.size, n)]
+        values = self.values
+        return values.astype(dtype, copy=False)[rng.integers(0, values.size, n)]
 
     @property
     def mean(self) -> float:
-        if self._values is None:
-            self.bind(Path.cwd())
-        assert self._values is not None
-        return float(self._values.mean())
+        return float(self.values.mean())
 
 
+@dataclass(frozen=True, eq=False)
+class _Values:
+    """An array held by a model's private attribute: pydantic compares private attributes with ``==``."""
+
+    array: np.ndarray
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Values) and np.array_equal(self.array, other.array)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _coerce(value: object) -> object:

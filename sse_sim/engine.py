@@ -6,7 +6,7 @@ player's events in publish order (a numba-compiled loop). Per client it models:
 * the Redis hop: an event reaches the gateway ``hop_latency`` after publish, never before the
   previous one (one TCP stream per subscriber keeps order);
 * optionally the node's shared subscriber and Redis's output-buffer limit (a stage per node
-  that runs before the clients);
+  that runs before the clients, in :mod:`sse_sim.node_stage`);
 * subscription gaps and disconnect windows from the workload's sessions;
 * the per-connection buffer: ``buffer_size`` events wait, ``1 + socket_buffer_events`` more
   are in flight (being written and held by socket buffers), the client drains them one at a
@@ -15,22 +15,26 @@ player's events in publish order (a numba-compiled loop). Per client it models:
 * the shared reader's yielding: when several events reach a connection at the same instant
   the writer can take the next one only each ``reader_yield_every`` events.
 
-Random numbers are drawn with numpy from named streams before the loop; the few the loop
-needs on the fly (reconnect delays after a slow-client disconnect) come from a counter-based
-hash, so the loop has no random state of its own.
+The walk takes three structures: :class:`WalkInputs` (the arrays it reads),
+:class:`GatewayParams` (the scalars of the gateway model) and :class:`WalkOutputs` (the
+per-row arrays it fills). Random numbers are drawn with numpy from named streams before the
+loop; the few the loop needs on the fly (reconnect delays after a slow-client disconnect) come
+from a counter-based hash, so the loop has no random state of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
+from .node_stage import node_arrivals
 from .outcomes import Outcome
+from .records import DeliveryRows, row_layout
 from .scenario import OVERFLOW_POLICIES, Scenario
-from .workload import Workload, stream_key, stream_rng
+from .workload import Workload, sample_row_times, stream_key, stream_rng
 
 DELIVERED = np.int8(Outcome.DELIVERED)
 LOST_DISCONNECTED = np.int8(Outcome.LOST_DISCONNECTED)
@@ -40,23 +44,51 @@ DISCONNECTED_SLOW = np.int8(Outcome.DISCONNECTED_SLOW)
 LOST_REDIS_OUTPUT_LIMIT = np.int8(Outcome.LOST_REDIS_OUTPUT_LIMIT)
 
 POLICY_CODES = {name: i for i, name in enumerate(OVERFLOW_POLICIES)}
+_DROP_NEWEST = POLICY_CODES["drop_newest"]
+_DROP_OLDEST = POLICY_CODES["drop_oldest"]
 
 # Size of the table that reconnects after a slow-client disconnect draw their subscribe
 # latency from (a bootstrap of the scenario's distribution).
 _SUB_TABLE = 4096
 
 
-@dataclass(frozen=True)
-class EngineOutput:
-    """Per-row arrays of a run (the engine or real mode); one row per (event, client), client-major."""
+class WalkInputs(NamedTuple):
+    """The arrays the walk reads: row layout, workload events and sessions, per-row samples."""
 
-    event_id: np.ndarray
-    client_id: np.ndarray
-    outcome: np.ndarray
-    gateway_at: np.ndarray
-    left_at: np.ndarray
-    received_at: np.ndarray
-    session_id: np.ndarray
+    row_off: np.ndarray  # rows of client c are row_off[c]:row_off[c + 1], in publish order
+    event_id: np.ndarray  # per row: the event it carries
+    published_at: np.ndarray  # per event
+    hop: np.ndarray  # per event: Redis to gateway latency
+    node_read_at: np.ndarray  # per row: read by the node's subscriber (empty: no node stage)
+    node_lost: np.ndarray  # per row: Redis dropped it with the node's subscriber
+    sess_off: np.ndarray  # sessions of client c are sess_off[c]:sess_off[c + 1]
+    sess_sub: np.ndarray  # per session: subscription active from
+    sess_dis: np.ndarray  # per session: connection closed at (inf: stays open)
+    drain: np.ndarray  # per row: time the client takes to read it
+    net: np.ndarray  # per row: network latency from gateway to client
+    sub_table: np.ndarray  # subscribe latencies for reconnects after a slow-client cut
+
+
+class GatewayParams(NamedTuple):
+    """The scalars of the gateway model the walk applies to every connection."""
+
+    buffer_size: int  # events waiting in the per-connection queue
+    inflight_cap: int  # 1 + socket_buffer_events: taken by the writer, not yet read
+    policy: int  # overflow policy, a value of POLICY_CODES
+    yield_every: int  # reader_yield_every (0: the writer waits for the end of a same-instant run)
+    retry_delay_s: float  # reconnect delay after a slow-client disconnect
+    retry_jitter_s: float  # uniform jitter added to it
+    reconnect_key: np.uint64  # counter-based random key for those reconnects
+
+
+class WalkOutputs(NamedTuple):
+    """The per-row arrays the walk fills (see :class:`~sse_sim.records.DeliveryRows`)."""
+
+    outcome: np.ndarray  # Outcome code
+    gateway_at: np.ndarray  # reached the connection (NaN if it never did)
+    left_at: np.ndarray  # left buffer or flight: drained, evicted or flushed
+    received_at: np.ndarray  # read by the client
+    session_id: np.ndarray  # index of the session, -1 if none
 
 
 @numba.njit(cache=True, inline="always")
@@ -69,76 +101,43 @@ def _hash_uniform(key, a, b):  # pragma: no cover - jitted
     return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@numba.njit(cache=True)
-def _row_layout(player_offsets, clients_per_player):  # pragma: no cover - jitted
-    """Row ranges per client and the event id and client id of each row (client-major)."""
-    n_players = player_offsets.size - 1
-    n_clients = n_players * clients_per_player
-    row_off = np.zeros(n_clients + 1, np.int64)
-    for p in range(n_players):
-        n = player_offsets[p + 1] - player_offsets[p]
-        for k in range(clients_per_player):
-            c = p * clients_per_player + k
-            row_off[c + 1] = row_off[c] + n
-    total = row_off[n_clients]
-    event_id = np.empty(total, np.int64)
-    client_id = np.empty(total, np.int32)
-    for c in range(n_clients):
-        p = c // clients_per_player
-        e0 = player_offsets[p]
-        r0 = row_off[c]
-        for j in range(row_off[c + 1] - r0):
-            event_id[r0 + j] = e0 + j
-            client_id[r0 + j] = c
-    return row_off, event_id, client_id
+# Why the walk unpacks its structures once and its helpers take plain arrays and scalars:
+# numba copies each argument of an inlined function into a variable of its own and counts a
+# reference to every array it holds (an atomic increment, later a decrement), as it does for
+# each array taken out of a tuple. Its pruning pass drops those pairs for a helper whose body
+# is a loop with one way out (``_advance``, ``_session_at``), not for one that branches to
+# several ends. Measured on bench_10m: structures handed to the per-row helpers made the walk
+# 2 to 7 times slower, one branching helper over arrays 1.3 to 1.5 times, unpacking per client
+# 3 % slower, inlining the per-client arrival pass 2 %. So per-row helpers take scalars or are
+# such loops, branching helpers over arrays run only on the rare overflow and cut paths, and
+# the per-client arrival pass is a plain call (a called function borrows its arguments).
 
 
 @numba.njit(cache=True)
-def _node_stage(order, published_at, hop, size_bytes, reader_rate, hard, soft, soft_s, resub, overhead):  # pragma: no cover
-    """One gateway node's shared subscriber behind Redis's pub/sub output-buffer limit.
-
-    ``order`` lists the node's events in publish order. Returns, per listed event, when the
-    gateway has read it, and whether Redis dropped it with the subscriber.
-    """
-    n = order.size
-    read_at = np.empty(n, np.float64)
-    lost = np.zeros(n, np.bool_)
-    svc = 1.0 / reader_rate
-    cum = np.zeros(n + 1, np.float64)
-    head = 0  # first event still in the output buffer
-    last_done = -np.inf
-    soft_since = np.inf
-    dead_until = -np.inf
-    for i in range(n):
-        e = order[i]
-        p = published_at[e]
-        cum[i + 1] = cum[i] + size_bytes[e] + overhead
-        if p < dead_until:
-            lost[i] = True
-            read_at[i] = np.nan
-            head = i + 1
-            continue
-        # what the reader has taken out of the buffer by now
-        while head < i and (lost[head] or read_at[head] - hop[order[head]] <= p):
-            head += 1
-        done = max(p, last_done) + svc
-        last_done = done
-        read_at[i] = done + hop[e]
-        backlog = cum[i + 1] - cum[head]
-        if backlog > soft:
-            if soft_since == np.inf:
-                soft_since = p
+def _arrival_instants(event_id, published_at, hop, node_read_at, gateway_at, r0, r1):  # pragma: no cover
+    """Fill when each of one client's rows reaches the gateway, never before the previous one."""
+    use_node = node_read_at.size > 0
+    prev = -np.inf
+    for r in range(r0, r1):
+        e = event_id[r]
+        if use_node:
+            a = node_read_at[r]
         else:
-            soft_since = np.inf
-        if backlog > hard or (soft > 0 and p - soft_since >= soft_s and soft_since < np.inf):
-            for j in range(head, i + 1):
-                lost[j] = True
-                read_at[j] = np.nan
-            head = i + 1
-            dead_until = p + resub
-            last_done = -np.inf
-            soft_since = np.inf
-    return read_at, lost
+            a = published_at[e] + hop[e]
+        # one TCP stream per subscriber keeps order
+        if a < prev:
+            a = prev
+        if a == a:  # an event lost at the node (NaN) holds nothing back
+            prev = a
+        gateway_at[r] = a
+
+
+@numba.njit(cache=True, inline="always")
+def _session_at(sess_dis, s, s_end, p):  # pragma: no cover - jitted
+    """The client's first session, from ``s`` on, whose connection is still open at ``p`` (``s_end`` if none)."""
+    while s < s_end and sess_dis[s] <= p:
+        s += 1
+    return s
 
 
 @numba.njit(cache=True, inline="always")
@@ -175,7 +174,7 @@ def _advance(t, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done
 
 
 @numba.njit(cache=True, inline="always")
-def _flush(flight, f_head, n_flight, wait, w_head, n_wait, code, t, outcome, left_at):  # pragma: no cover
+def _flush(flight, f_head, n_flight, wait, w_head, n_wait, code, t, outcome, left_at):  # pragma: no cover - jitted
     """Everything still held by a connection that closes at ``t`` is lost with cause ``code``."""
     for k in range(n_flight):
         h = flight[(f_head + k) % flight.size]
@@ -187,69 +186,97 @@ def _flush(flight, f_head, n_flight, wait, w_head, n_wait, code, t, outcome, lef
         left_at[h] = t
 
 
-@numba.njit(cache=True)
-def _clients(
-    row_off,
-    event_id,
-    client_node,
-    published_at,
-    hop,
-    node_read_at,
-    node_lost,
-    sess_off,
-    sess_sub,
-    sess_dis,
-    drain,
-    net,
-    buffer_size,
-    inflight_cap,
-    policy,
-    yield_every,
-    retry_delay,
-    retry_jitter,
-    sub_table,
-    key,
-    c_lo,
-    c_hi,
-    outcome,
-    gateway_at,
-    left_at,
-    received_at,
-    session_id,
-):  # pragma: no cover - jitted
-    """Walk each client's rows in publish order through its connection's buffer.
+@numba.njit(cache=True, inline="always")
+def _writer_may_take(same_instant, run_pos, yield_every):  # pragma: no cover - jitted
+    """Whether the writer may take from the queue after this event, and its position in a same-instant run.
 
-    Fills outcome, gateway_at (reached the connection), left_at (left buffer or flight:
-    drained, evicted or flushed), received_at and session_id (index of the session, -1 if none).
-    Returns the greatest number of events held by any connection at once.
+    ``same_instant``: the next event reaches the connection at the same instant, so the shared
+    reader is still handing a run over and yields only each ``yield_every`` events (0: at the
+    end of the run).
     """
+    if same_instant:
+        run_pos += 1
+        can_start = yield_every > 0 and run_pos % yield_every == 0
+    else:
+        run_pos = 0
+        can_start = True
+    if yield_every == 1:
+        can_start = True
+    return can_start, run_pos
+
+
+@numba.njit(cache=True, inline="always")
+def _overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at):  # pragma: no cover - jitted
+    """Row ``r`` meets a full queue at ``arr``: apply the overflow policy; True when it cuts the connection."""
+    cut = False
+    if policy == _DROP_NEWEST:
+        outcome[r] = DROPPED_OVERFLOW
+        left_at[r] = np.nan
+    elif policy == _DROP_OLDEST:
+        old = wait[w_head]
+        outcome[old] = DROPPED_OVERFLOW
+        left_at[old] = arr
+        w_head = (w_head + 1) % wait.size
+        wait[(w_head + n_wait - 1) % wait.size] = r
+    else:  # disconnect: close the slow connection, the client retries later
+        outcome[r] = DISCONNECTED_SLOW
+        cut = True
+    return w_head, cut
+
+
+@numba.njit(cache=True, inline="always")
+def _reconnect_at(t, c, n_cuts, sub_table, gw):  # pragma: no cover - jitted
+    """When client ``c``, cut for the ``n_cuts``-th time at ``t``, is subscribed again."""
+    u = _hash_uniform(gw.reconnect_key, c, 2 * n_cuts)
+    j = int(_hash_uniform(gw.reconnect_key, c, 2 * n_cuts + 1) * sub_table.size)
+    return t + gw.retry_delay_s + u * gw.retry_jitter_s + sub_table[j]
+
+
+@numba.njit(cache=True)
+def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
+    """Walk clients ``c_lo:c_hi``, each through its rows in publish order and its connection's buffer.
+
+    Fills ``out`` (a :class:`WalkOutputs`) for those clients' rows: outcome, gateway_at
+    (reached the connection), left_at (left buffer or flight: drained, evicted or flushed),
+    received_at and session_id (index of the session, -1 if none). Returns the greatest number
+    of events held by any connection at once.
+    """
+    # unpacked once per call, not per client or row (see the note above the helpers)
+    row_off = inp.row_off
+    event_id = inp.event_id
+    published_at = inp.published_at
+    hop = inp.hop
+    node_read_at = inp.node_read_at
+    node_lost = inp.node_lost
+    sess_off = inp.sess_off
+    sess_sub = inp.sess_sub
+    sess_dis = inp.sess_dis
+    drain = inp.drain
+    net = inp.net
+    sub_table = inp.sub_table
+    outcome = out.outcome
+    gateway_at = out.gateway_at
+    left_at = out.left_at
+    received_at = out.received_at
+    session_id = out.session_id
+    buffer_size = gw.buffer_size
+    inflight_cap = gw.inflight_cap
+    policy = gw.policy
+    yield_every = gw.yield_every
     use_node = node_read_at.size > 0
-    wait = np.empty(buffer_size, np.int64)
-    flight = np.empty(inflight_cap, np.int64)
-    enter = np.empty(inflight_cap, np.float64)
+    # one connection's ring buffers, reused from client to client
+    wait = np.empty(buffer_size, np.int64)  # rows queued
+    flight = np.empty(inflight_cap, np.int64)  # rows taken by the writer
+    enter = np.empty(inflight_cap, np.float64)  # per flight slot: when the writer took it
     max_held = 0
-    n_sub = sub_table.size
     for c in range(c_lo, c_hi):
         r0 = row_off[c]
         r1 = row_off[c + 1]
         if r1 == r0:
             continue
+        _arrival_instants(event_id, published_at, hop, node_read_at, gateway_at, r0, r1)
         s = sess_off[c]
         s_end = sess_off[c + 1]
-        # arrival instants at the gateway (FIFO per subscriber stream)
-        prev = -np.inf
-        for r in range(r0, r1):
-            e = event_id[r]
-            if use_node:
-                a = node_read_at[r]
-            else:
-                a = published_at[e] + hop[e]
-            if a < prev:
-                a = prev
-            if a == a:  # not NaN
-                prev = a
-            gateway_at[r] = a
-        # queue state
         w_head = 0
         n_wait = 0
         f_head = 0
@@ -263,8 +290,7 @@ def _clients(
         n_cuts = 0
         run_pos = 0
         for r in range(r0, r1):
-            e = event_id[r]
-            p = published_at[e]
+            p = published_at[event_id[r]]
             arr = gateway_at[r]
             # 1. the connection holding queued events closed before this arrival: drain what
             #    finishes before the close, flush the rest.
@@ -287,8 +313,7 @@ def _clients(
                 session_id[r] = -1
                 continue
             # 3. subscription active at publish time?
-            while s < s_end and sess_dis[s] <= p:
-                s += 1
+            s = _session_at(sess_dis, s, s_end, p)
             if s >= s_end or sess_sub[s] > p or p < down_until:
                 outcome[r] = LOST_DISCONNECTED
                 gateway_at[r] = np.nan
@@ -313,39 +338,23 @@ def _clients(
                 last_recv, drain, net, outcome, left_at, received_at,
             )
             # 5. may the writer take from the queue after this event? (reader yields)
-            if r + 1 < r1 and gateway_at[r + 1] == arr:
-                run_pos += 1
-                can_start = yield_every > 0 and run_pos % yield_every == 0
-            else:
-                run_pos = 0
-                can_start = True
-            if yield_every == 1:
-                can_start = True
+            same_instant = r + 1 < r1 and gateway_at[r + 1] == arr
+            can_start, run_pos = _writer_may_take(same_instant, run_pos, yield_every)
             # 6. enqueue, or apply the overflow policy
             if n_wait < buffer_size:
                 wait[(w_head + n_wait) % buffer_size] = r
                 n_wait += 1
-            elif policy == 0:  # drop_newest
-                outcome[r] = DROPPED_OVERFLOW
-                left_at[r] = np.nan
-            elif policy == 1:  # drop_oldest
-                old = wait[w_head]
-                outcome[old] = DROPPED_OVERFLOW
-                left_at[old] = arr
-                w_head = (w_head + 1) % buffer_size
-                wait[(w_head + n_wait - 1) % buffer_size] = r
-            else:  # disconnect: close the slow connection, the client retries later
-                outcome[r] = DISCONNECTED_SLOW
-                _flush(flight, f_head, n_flight, wait, w_head, n_wait, DISCONNECTED_SLOW, arr, outcome, left_at)
-                n_flight = 0
-                n_wait = 0
-                head_done = np.inf
-                u = _hash_uniform(key, c, 2 * n_cuts)
-                j = int(_hash_uniform(key, c, 2 * n_cuts + 1) * n_sub)
-                down_until = arr + retry_delay + u * retry_jitter + sub_table[j]
-                n_cuts += 1
-                conn = -1
-                continue
+            else:
+                w_head, cut = _overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at)
+                if cut:
+                    _flush(flight, f_head, n_flight, wait, w_head, n_wait, DISCONNECTED_SLOW, arr, outcome, left_at)
+                    n_flight = 0
+                    n_wait = 0
+                    head_done = np.inf
+                    down_until = _reconnect_at(arr, c, n_cuts, sub_table, gw)
+                    n_cuts += 1
+                    conn = -1
+                    continue
             if can_start:
                 while n_flight < inflight_cap and n_wait > 0:
                     w = wait[w_head]
@@ -369,106 +378,68 @@ def _clients(
     return max_held
 
 
-def _node_arrivals(scenario: Scenario, w: Workload, event_id: np.ndarray, client_id: np.ndarray):
-    """Run the node stage for every node; map its results onto rows."""
-    ob = scenario.redis.output_buffer
-    read_at = np.empty(event_id.size, np.float64)
-    lost = np.zeros(event_id.size, np.bool_)
-    row_node = w.client_node[client_id]
-    for node in range(w.n_nodes):
-        rows = np.flatnonzero(row_node == node)
-        if rows.size == 0:
-            continue
-        events, inverse = np.unique(event_id[rows], return_inverse=True)
-        order_local = np.argsort(w.published_at[events], kind="stable")
-        node_read, node_lost = _node_stage(
-            events[order_local],
-            w.published_at,
-            w.hop_latency_s,
-            w.payload_bytes,
-            float(ob.reader_rate_per_s),
-            float(ob.hard_limit_bytes),
-            float(ob.soft_limit_bytes),
-            float(ob.soft_seconds),
-            float(ob.resubscribe_s),
-            float(ob.overhead_bytes),
-        )
-        back = np.empty_like(order_local)
-        back[order_local] = np.arange(order_local.size)
-        read_at[rows] = node_read[back[inverse]]
-        lost[rows] = node_lost[back[inverse]]
-    return read_at, lost
-
-
-def sample_row_times(scenario: Scenario, seed: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Drain time and network latency of every (event, client) row, from their own streams.
-
-    Drawn as float32: at ten million rows generating them is a third of the run, and seven
-    significant digits of a latency are plenty.
-    """
-    drain = scenario.clients.drain_time.sample(stream_rng(seed, "drain"), n_rows, np.float32)
-    net = scenario.clients.network_latency.sample(stream_rng(seed, "network"), n_rows, np.float32)
-    return drain, net
-
-
-def run_engine(scenario: Scenario, w: Workload, progress: Callable[[int], None] | None = None) -> EngineOutput:
+def run_engine(scenario: Scenario, w: Workload, progress: Callable[[int], None] | None = None) -> DeliveryRows:
     """Simulate every (event, client) delivery attempt of a workload under a scenario's gateway.
 
     ``progress``, if given, is called with the number of rows just simulated, in chunks of
     clients (for a progress bar); the result does not depend on it.
     """
-    row_off, event_id, client_id = _row_layout(w.player_offsets, w.clients_per_player)
+    row_off, event_id, client_id = row_layout(w.player_offsets, w.clients_per_player)
     n_rows = event_id.size
     drain, net = sample_row_times(scenario, w.seed, n_rows)
     if scenario.redis.output_buffer is not None:
-        node_read_at, node_lost = _node_arrivals(scenario, w, event_id, client_id)
+        node_read_at, node_lost = node_arrivals(scenario, w, event_id, client_id)
     else:
         node_read_at = np.empty(0, np.float64)
         node_lost = np.empty(0, np.bool_)
     sub_table = scenario.redis.subscribe_latency.sample(stream_rng(w.seed, "reconnect"), _SUB_TABLE)
-    outcome = np.empty(n_rows, np.int8)
-    gateway_at = np.empty(n_rows, np.float64)
-    left_at = np.full(n_rows, np.nan)
-    received_at = np.full(n_rows, np.nan)
-    session_id = np.empty(n_rows, np.int32)
+    inp = WalkInputs(
+        row_off=row_off,
+        event_id=event_id,
+        published_at=w.published_at,
+        hop=w.hop_latency_s,
+        node_read_at=node_read_at,
+        node_lost=node_lost,
+        sess_off=w.session_offsets,
+        sess_sub=w.subscribed_at,
+        sess_dis=w.disconnect_at,
+        drain=drain,
+        net=net,
+        sub_table=sub_table,
+    )
     g = scenario.gateway
-    key = stream_key(w.seed, "reconnect_delay")
+    gw = GatewayParams(
+        buffer_size=int(g.buffer_size),
+        inflight_cap=int(1 + scenario.clients.socket_buffer_events),
+        policy=int(POLICY_CODES[g.overflow_policy]),
+        yield_every=int(g.reader_yield_every),
+        retry_delay_s=float(scenario.disconnects.retry_delay_s),
+        retry_jitter_s=float(scenario.disconnects.retry_jitter_s),
+        reconnect_key=stream_key(w.seed, "reconnect_delay"),
+    )
+    out = WalkOutputs(
+        outcome=np.empty(n_rows, np.int8),
+        gateway_at=np.empty(n_rows, np.float64),
+        left_at=np.full(n_rows, np.nan),
+        received_at=np.full(n_rows, np.nan),
+        session_id=np.empty(n_rows, np.int32),
+    )
     n_clients = w.n_clients
     step = n_clients if progress is None else max(n_clients // 50, 1)
     for c_lo in range(0, n_clients, step):
         c_hi = min(c_lo + step, n_clients)
-        _clients(
-            row_off,
-            event_id,
-            w.client_node,
-            w.published_at,
-            w.hop_latency_s,
-            node_read_at,
-            node_lost,
-            w.session_offsets,
-            w.subscribed_at,
-            w.disconnect_at,
-            drain,
-            net,
-            int(g.buffer_size),
-            int(1 + scenario.clients.socket_buffer_events),
-            int(POLICY_CODES[g.overflow_policy]),
-            int(g.reader_yield_every),
-            float(scenario.disconnects.retry_delay_s),
-            float(scenario.disconnects.retry_jitter_s),
-            sub_table,
-            key,
-            c_lo,
-            c_hi,
-            outcome,
-            gateway_at,
-            left_at,
-            received_at,
-            session_id,
-        )
+        _walk(inp, gw, out, c_lo, c_hi)
         if progress is not None:
             progress(int(row_off[c_hi] - row_off[c_lo]))
-    return EngineOutput(event_id, client_id, outcome, gateway_at, left_at, received_at, session_id)
+    return DeliveryRows(
+        event_id=event_id,
+        client_id=client_id,
+        outcome=out.outcome,
+        gateway_at=out.gateway_at,
+        left_at=out.left_at,
+        received_at=out.received_at,
+        session_id=out.session_id,
+    )
 
 
-__all__ = ["run_engine", "sample_row_times", "EngineOutput", "POLICY_CODES"]
+__all__ = ["run_engine", "POLICY_CODES", "WalkInputs", "GatewayParams", "WalkOutputs"]

@@ -6,6 +6,10 @@ figure. Nothing here calls ``plt.show()``: in Jupyter the figures show by themse
 script call ``fig.savefig(...)``. What is drawn is computed by :mod:`sse_sim.analysis` and
 :mod:`sse_sim.metrics`, so the numbers behind each picture are a documented DataFrame too.
 
+Conventions: on a log axis a zero is drawn at a floor line labelled "0", never dropped;
+latency ticks read in plain units ("30 ms"); counts per time bin are labelled as counts per bin,
+not turned into per-second rates; delivery attempts (events × clients) are labelled as such.
+
 :func:`save_standard_figures` writes a run's figures as PNG files (``sse-sim run --out``).
 """
 
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.transforms import blended_transform_factory
 
 from . import analysis
 from .analytic import capacity_k
@@ -107,31 +113,142 @@ def _log_if_positive(ax: Axes, axis: str, values: np.ndarray) -> None:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log", nonpositive="mask")
 
 
+def zero_floor(values: np.ndarray, *, target: float | None = None) -> float | None:
+    """Where zeros are drawn on a log axis: half the smallest positive value, and at least a decade under ``target``.
+
+    None when nothing is positive (the axis then stays linear and zeros are drawn as zeros).
+    """
+    vals = np.asarray(values, float)
+    pos = vals[np.isfinite(vals) & (vals > 0)]
+    if not pos.size:
+        return None
+    floor = float(pos.min()) / 2
+    if target is not None and target > 0:
+        floor = min(floor, float(target) / 10)
+    return floor
+
+
+def _at_floor(values: np.ndarray, floor: float | None) -> np.ndarray:
+    """Values with zeros (and NaN bounds) raised to the floor, so a log axis draws them."""
+    vals = np.asarray(values, float)
+    if floor is None:
+        return vals
+    return np.where(np.isfinite(vals) & (vals > floor), vals, floor)
+
+
+def _mark_floor(ax: Axes, floor: float, text: str) -> None:
+    """A faint line at the floor and its label, so a value drawn there reads as zero, not as a small number."""
+    ax.axhline(floor, color="#7f7f7f", linestyle=(0, (1, 3)), linewidth=0.8, gid="zero_floor")
+    ax.text(
+        1.005, floor, text, transform=blended_transform_factory(ax.transAxes, ax.transData),
+        va="center", ha="left", fontsize="x-small", color="#555555", gid="zero_floor_label",
+    )
+
+
+def format_ms(value: float, _pos: object = None) -> str:
+    """A latency tick in plain units: milliseconds below one second, seconds above ("30 ms", "2 s")."""
+    if value >= 1000:
+        return f"{value / 1000:g} s"
+    return f"{value:g} ms"
+
+
+def _ms_ticks(axis: Any) -> None:
+    # the default log formatter writes 3x10^1; an analyst reads "30 ms"
+    if axis.get_scale() == "log":
+        lo, hi = sorted(axis.get_view_interval())
+        decades = math.log10(hi / lo) if lo > 0 else math.inf
+        subs = (1.0, 2.0, 3.0, 5.0) if decades <= 1.5 else (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0, 3.0)
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+        axis.set_minor_locator(ticker.LogLocator(base=10, subs=tuple(float(m) for m in range(2, 10) if m not in subs)))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    axis.set_major_formatter(ticker.FuncFormatter(format_ms))
+
+
+def _plain_ticks(axis: Any, *, percent: bool = False) -> None:
+    # plain numbers ("0.01 %", "5", "50") rather than powers of ten on log axes; call after the limits are set
+    if axis.get_scale() == "log":
+        lo, hi = sorted(axis.get_view_interval())
+        few_decades = lo > 0 and hi / lo <= 1e3
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0) if few_decades and not percent else (1.0,)))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _p: f"{v * 100:.3g} %" if percent else f"{v:g}"))
+
+
 # ----------------------------------------------------------------------------------------------
 # Throughput and latency
 
 
-def plot_throughput(result: SimulationResult, bin_s: float | None = None, *, ax: Axes | None = None) -> tuple[Figure, Axes]:
-    """Published vs delivered vs lost over time, the losses stacked by cause (per second, by publish time)."""
+def plot_throughput(
+    result: SimulationResult, bin_s: float | None = None, *, ax: Axes | None = None, loss_ax: Axes | None = None
+) -> tuple[Figure, Axes]:
+    """Delivery attempts over time by fate, and below it the share lost per bin by cause, on its own scale.
+
+    The top panel stacks attempts per second (events × clients, by publish time): delivered,
+    then each loss cause, under the published line. Loss of a fraction of a percent is a
+    sliver there, so the second panel (``loss_ax``) shows the percentage of each bin's attempts
+    lost, stacked by cause. Without ``ax`` a two-panel figure is made and the loss panel is
+    ``fig.axes[1]``; with ``ax`` and no ``loss_ax`` the loss share goes on a right-hand twin
+    axis of ``ax`` (``fig.axes[-1]``). Returns the figure and the top axes.
+    """
     bin_s = bin_s or default_bin_s(result.duration_s)
     tp = result.throughput(bin_s)
-    fig, ax = _figure_for(ax)
+    if ax is None:
+        fig, (ax, loss_ax) = _subplots(2, 1, figsize=(8.0, 5.6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+        twin = False
+    else:
+        fig = ax.get_figure()
+        twin = loss_ax is None
+        if loss_ax is None:
+            loss_ax = ax.twinx()
     x = _edges(tp)
     per_s = 1.0 / bin_s
     layers = [("delivered", tp["delivered_n"].to_numpy() * per_s, OUTCOME_COLORS["delivered"])]
-    for cause in LOSS_CAUSES:
-        col = tp[f"{cause}_n"].to_numpy()
-        if col.sum() > 0:
-            layers.append((cause, col * per_s, OUTCOME_COLORS[cause]))
+    causes = [c for c in LOSS_CAUSES if tp[f"{c}_n"].to_numpy().sum() > 0]
+    for cause in causes:
+        layers.append((cause, tp[f"{cause}_n"].to_numpy() * per_s, OUTCOME_COLORS[cause]))
     _stacked_steps(ax, x, layers)
     pub = tp["published_n"].to_numpy() * per_s
-    ax.step(x, np.append(pub, pub[-1]), where="post", color="black", linewidth=1.0, label="published")
-    ax.set_xlabel("time since start (s)")
-    ax.set_ylabel("delivery attempts per second")
+    ax.step(x, np.append(pub, pub[-1]), where="post", color="black", linewidth=1.0, label="published (events × clients)")
+    ax.set_ylabel("delivery attempts per second\n(events × clients)")
     ax.set_title(f"{result.scenario.name}: throughput by fate ({bin_s:g} s bins, by publish time)")
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    # (2) the share lost per bin: visible however small the overall loss is
+    attempts = tp["published_n"].to_numpy().astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = [(c, np.where(attempts > 0, tp[f"{c}_n"].to_numpy() / attempts * 100, 0.0), OUTCOME_COLORS[c]) for c in causes]
+    total = tp["published_n"].sum() - tp["delivered_n"].sum()
+    overall = total / max(int(tp["published_n"].sum()), 1) * 100
+    if twin:
+        bottom = np.zeros(x.size - 1)
+        for cause, share, color in shares:
+            bottom = bottom + share
+            loss_ax.step(x, np.append(bottom, bottom[-1]), where="post", color="black", linewidth=2.2)
+            loss_ax.step(x, np.append(bottom, bottom[-1]), where="post", color=color, linewidth=1.2, label=f"{cause}, % of the bin's attempts (right)")
+    elif shares:
+        _stacked_steps(loss_ax, x, shares)
+    loss_ax.set_ylabel("lost, % of the bin's\nattempts" if not twin else "lost, % of the bin's attempts")
+    if shares:
+        top = max(float(np.max(sum(sh for _, sh, _ in shares))), 1e-9)
+        loss_ax.set_ylim(0, top * 1.15)
+    else:
+        loss_ax.set_ylim(0, 1)
+        loss_ax.text(0.5, 0.5, "no attempt lost", transform=loss_ax.transAxes, ha="center", va="center")
+    loss_ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _p: f"{v:g} %"))
+    lost_text = f"lost: {overall:.3g} % of all attempts ({int(total)} of {int(tp['published_n'].sum())})"
+    if twin:
+        ax.set_title(f"{ax.get_title()}\n{lost_text}, right axis")
+    else:
+        loss_ax.set_title(lost_text, fontsize="medium")
+    (ax if twin else loss_ax).set_xlabel("time since start (s)")
+    if twin:
+        # one legend for both scales, under the axes where neither y axis label is in the way
+        handles = ax.get_legend_handles_labels()[0] + loss_ax.get_legend_handles_labels()[0]
+        ax.legend(handles, [str(h.get_label()) for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize="small")
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+        loss_ax.set_xlim(x[0], x[-1])
+        loss_ax.grid(True, axis="y", alpha=0.3)
     return fig, ax
 
 
@@ -155,8 +272,9 @@ def plot_latency_cdf(
             ax.set_xscale("log")
     else:
         ax.text(0.5, 0.5, "no deliveries", transform=ax.transAxes, ha="center")
+    _ms_ticks(ax.xaxis)
     ax.set_ylim(0, 1.01)
-    ax.set_xlabel("latency, publish to client (ms)")
+    ax.set_xlabel("latency, publish to client")
     ax.set_ylabel("fraction of deliveries")
     ax.set_title("latency CDF (delivered events)")
     ax.grid(True, which="both", alpha=0.3)
@@ -176,8 +294,9 @@ def plot_latency_over_time(
         ax.plot(x, lt[col].to_numpy() * 1000, label=label, marker="." if len(lt) < 40 else None)
     ax.axhline(slo_s * 1000, color="black", linestyle="--", linewidth=1, label=f"{slo_s * 1000:g} ms")
     _log_if_positive(ax, "y", lt["latency_p99_s"].to_numpy())
+    _ms_ticks(ax.yaxis)
     ax.set_xlabel("publish time (s)")
-    ax.set_ylabel("latency (ms)")
+    ax.set_ylabel("latency")
     ax.set_title(f"latency percentiles over time ({bin_s:g} s bins)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper right", fontsize="small")
@@ -195,29 +314,51 @@ def plot_buffer_occupancy(
     client_id: int | list[int] | None = None,
     ax: Axes | None = None,
 ) -> tuple[Figure, Axes]:
-    """Events held per connection over time (peak and mean) against the capacity K = buffer_size + 1."""
+    """How full the connections' buffers get over time, as a spread over connections, against the capacity K.
+
+    Per bin (see :func:`sse_sim.analysis.occupancy_by_connection`): the busiest connection's
+    peak, the 99th percentile and the median of the connected connections' peaks, and the
+    mean held per connected connection, on a log axis so that an idle mean, a burst of a few
+    events and K all show. Zeros are drawn at a floor line labelled "0".
+    """
     bin_s = bin_s or default_bin_s(result.duration_s)
-    occ = analysis.occupancy(result.records, bin_s, duration_s=result.duration_s, client_id=client_id)
-    if client_id is None:
-        n_conn = result.workload.n_clients if result.workload is not None else int(result.records["client_id"].nunique())
-    else:
-        n_conn = int(np.atleast_1d(client_id).size)
-    fig, ax = _figure_for(ax)
-    x = _edges(occ)
-    peak = occ["held_max"].to_numpy()
-    mean = occ["held_mean"].to_numpy() / max(n_conn, 1)
-    ax.step(x, np.append(peak, peak[-1]), where="post", color="#1f77b4", label="peak held by one connection")
-    ax.step(x, np.append(mean, mean[-1]), where="post", color="#2ca02c", label="mean held per connection")
+    occ = analysis.occupancy_by_connection(
+        result.records, bin_s, workload=result.workload, duration_s=result.duration_s, client_id=client_id
+    )
     sc = result.scenario
     k = capacity_k(sc.gateway.buffer_size, sc.clients.socket_buffer_events)
-    ax.axhline(k, color="#d62728", linestyle="--", linewidth=1, label=f"capacity K = {k} (buffer {result.scenario.gateway.buffer_size} + in flight)")
-    ax.set_ylim(0, k * 1.1)
+    fig, ax = _figure_for(ax, figsize=(8.5, 4.2))
+    x = _edges(occ)
+    # the busiest connection's line is wide and pale so the percentile drawn over it stays readable
+    series = (
+        ("peak_max", "busiest connection's peak", "#1f77b4", 4.0, 0.45),
+        ("peak_p99", "99th percentile of connections' peaks", "#ff7f0e", 1.5, 1.0),
+        ("peak_p50", "median connection's peak", "#9467bd", 1.5, 1.0),
+        ("held_per_connection_mean", "mean held per connected connection", "#2ca02c", 1.5, 1.0),
+    )
+    values = np.concatenate([occ[c].to_numpy(float) for c, *_ in series])
+    floor = zero_floor(values)
+    for col, label, color, width, alpha in series:
+        y = _at_floor(occ[col].to_numpy(float), floor)
+        ax.step(x, np.append(y, y[-1]), where="post", color=color, linewidth=width, alpha=alpha, label=label)
+    socket = int(sc.clients.socket_buffer_events)
+    held_by = f"buffer {sc.gateway.buffer_size} + 1 in flight" + (f" + {socket} in socket buffers" if socket else "")
+    ax.axhline(k, color="#d62728", linestyle="--", linewidth=1.2, label=f"capacity K = {k} ({held_by})", zorder=3)
     ax.set_xlim(x[0], x[-1])
+    if floor is not None:
+        ax.set_yscale("log")
+        _mark_floor(ax, floor, "0 (nothing held)")
+        ax.set_ylim(floor / 2, k * 2)
+        _plain_ticks(ax.yaxis)
+    else:
+        ax.set_ylim(0, k * 1.1)
     ax.set_xlabel("time since start (s)")
-    ax.set_ylabel("events held (waiting + in flight)")
-    who = "all connections" if client_id is None else f"client {client_id}"
+    ax.set_ylabel("events held by a connection\n(waiting + in flight)")
+    n_conn = int(occ["connections_n"].max()) if len(occ) else 0
+    who = f"{n_conn} connections" if client_id is None else f"client {client_id}"
     ax.set_title(f"buffer occupancy, {who} ({bin_s:g} s bins)")
-    ax.legend(loc="center right", fontsize="small")
+    ax.grid(True, axis="y", which="major", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return fig, ax
 
 
@@ -228,8 +369,9 @@ def plot_disconnects(
 
     Three panels sharing the time axis: (0) a timeline of offline windows for up to
     ``max_clients`` clients (those offline longest), (1) clients without an active subscription
-    and reconnects per second (a reconnect storm is a spike), (2) events lost per second to
-    disconnect causes.
+    and reconnects counted per bin (a reconnect storm is a spike), (2) delivery attempts lost
+    to disconnect causes, counted per bin. Counts, not rates: 1,000 clients reconnecting in one
+    instant are 1,000 reconnects in their bin, not "200 per second" over a 5 s bin.
     """
     if result.workload is None:
         raise ValueError("plot_disconnects needs the run's workload (its connection sessions); this result has none")
@@ -264,9 +406,10 @@ def plot_disconnects(
     ax_off.fill_between(x, np.append(off, off[-1]), step="post", color="#8c8c8c", alpha=0.5, linewidth=0, label="clients offline")
     ax_off.set_ylabel("clients offline")
     ax_rc = ax_off.twinx()
-    rc = dt["reconnects_n"].to_numpy() / bin_s
-    ax_rc.step(x, np.append(rc, rc[-1]), where="post", color="#1f77b4", label="reconnects / s")
-    ax_rc.set_ylabel("reconnects per second")
+    rc = dt["reconnects_n"].to_numpy()
+    per_bin = f"per {bin_s:g} s bin"
+    ax_rc.step(x, np.append(rc, rc[-1]), where="post", color="#1f77b4", label=f"reconnects {per_bin}")
+    ax_rc.set_ylabel(f"reconnects {per_bin}")
     ax_off.set_ylim(bottom=0)
     ax_rc.set_ylim(bottom=0)
     handles = ax_off.get_legend_handles_labels()[0] + ax_rc.get_legend_handles_labels()[0]
@@ -278,14 +421,14 @@ def plot_disconnects(
     for cause in (*DISCONNECT_CAUSES, "disconnected_slow"):
         col = tp[f"{cause}_n"].to_numpy()
         if col.sum() > 0:
-            layers.append((cause, col / bin_s, OUTCOME_COLORS[cause]))
+            layers.append((cause, col.astype(float), OUTCOME_COLORS[cause]))
     if layers:
         _stacked_steps(ax_loss, _edges(tp), layers)
         ax_loss.legend(loc="upper right", fontsize="small")
     else:
         ax_loss.text(0.5, 0.5, "no events lost to disconnects", transform=ax_loss.transAxes, ha="center")
     ax_loss.set_ylim(bottom=0)
-    ax_loss.set_ylabel("events lost per second")
+    ax_loss.set_ylabel(f"attempts lost {per_bin}")
     ax_loss.set_xlabel("time since start (s)")
     ax_loss.set_xlim(0, dur)
     return fig, np.asarray(axes)
@@ -295,35 +438,96 @@ def plot_disconnects(
 # Buffer sizing and comparisons
 
 
-def plot_loss_vs_buffer(sizing: SizingResult, *, ax: Axes | None = None) -> tuple[Figure, Axes]:
-    """Loss against buffer size with confidence bands, the target, the recommendation, and the loss no size fixes."""
+def plot_loss_vs_buffer(
+    sizing: SizingResult,
+    *,
+    reference: Callable[[int], float] | None = None,
+    reference_label: str = "closed form",
+    ax: Axes | None = None,
+) -> tuple[Figure, Axes]:
+    """Loss against buffer size with confidence bands, the target, the recommended size's point, and the loss no size fixes.
+
+    On the log axis a size where no seed lost anything is drawn at a floor line labelled
+    "0 (no loss seen)" with a hollow marker (zero has no place on a log axis, and leaving it
+    out would end the curve before the recommended size); the bands' lower bounds are raised
+    to the same floor, so each band contains its curve. ``reference``, a function of
+    ``buffer_size`` giving a loss fraction (say an M/M/1/K closed form), is drawn over the
+    evaluated sizes only, and only where it is above the floor: the y axis spans the data's
+    decades, not the reference's.
+    """
     t = sizing.table
-    fig, ax = _figure_for(ax)
+    fig, ax = _figure_for(ax, figsize=(8.5, 6.0))
     x = t["buffer_size"].to_numpy()
     series = (
-        ("overflow_loss_rate", "overflow loss (dropped_overflow + disconnected_slow)", OUTCOME_COLORS["dropped_overflow"]),
-        ("disconnect_loss_rate", "disconnect loss (no buffer size fixes it)", OUTCOME_COLORS["lost_disconnected"]),
-        ("loss_rate", "total loss", "black"),
+        ("overflow_loss_rate", "overflow loss (dropped_overflow + disconnected_slow)", OUTCOME_COLORS["dropped_overflow"], "-", 2.0),
+        ("disconnect_loss_rate", "disconnect loss (no buffer size fixes it)", "#5a5a5a", "-", 3.0),
+        ("loss_rate", "total loss", "black", "--", 1.0),
     )
-    for col, label, color in series:
-        y = t[col].to_numpy()
-        ax.plot(x, y, marker="o", markersize=3, color=color, label=label)
-        lo, hi = t[f"{col}_ci_low"].to_numpy(), t[f"{col}_ci_high"].to_numpy()
+    # the dashed total is drawn over the wider cause lines, so a total equal to one cause hides neither
+    shown = np.concatenate([t[c].to_numpy(float) for c, *_ in series] + [t[f"{c}_ci_high"].to_numpy(float) for c, *_ in series])
+    floor = zero_floor(shown, target=sizing.max_loss)
+    for col, label, color, style, width in series:
+        raw = t[col].to_numpy(float)
+        y = _at_floor(raw, floor)
+        ax.plot(x, y, marker="o", markersize=3, color=color, linestyle=style, linewidth=width, label=label, zorder=3)
+        lo, hi = t[f"{col}_ci_low"].to_numpy(float), t[f"{col}_ci_high"].to_numpy(float)
         if np.isfinite(lo).any():
-            ax.fill_between(x, np.clip(lo, 0, None), hi, color=color, alpha=0.2, linewidth=0)
-    ax.axhline(sizing.max_loss, color="#2ca02c", linestyle="--", linewidth=1, label=f"target {sizing.max_loss:.3g}")
+            # on a log axis a lower bound of 0 would pull the band off the curve to the bottom edge
+            lo = _at_floor(np.clip(lo, 0, None), floor) if floor is not None else np.clip(lo, 0, None)
+            hi = np.maximum(_at_floor(hi, floor), y) if floor is not None else hi
+            band = ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0, zorder=1)
+            band.set_gid(f"band:{col}")
+    zero_label = "0: no loss seen in any seed (drawn at the floor)"
+    for col, _, color, _, _ in series:
+        raw = t[col].to_numpy(float)
+        if floor is not None and (raw <= 0).any():
+            ax.plot(
+                x[raw <= 0], np.full(int((raw <= 0).sum()), floor), linestyle="none", marker="v", markersize=7,
+                markerfacecolor="white", markeredgecolor=color, label=zero_label, gid=f"zeros:{col}", zorder=4,
+            )
+            zero_label = "_" + zero_label  # one legend entry for the hollow markers of every series
+    ax.axhline(
+        sizing.max_loss, color="#2ca02c", linestyle="--", linewidth=1,
+        label=f"target {sizing.max_loss:.3g} ({sizing.max_loss * 100:.3g} % of attempts)",
+    )
+    current = int(sizing.scenario.gateway.buffer_size)
     if sizing.buffer_size is not None:
-        ax.axvline(sizing.buffer_size, color="#1f77b4", linestyle=":", linewidth=1.5, label=f"recommended buffer_size {sizing.buffer_size}")
-    current = sizing.scenario.gateway.buffer_size
+        n = int(sizing.buffer_size)
+        at = t["buffer_size"].to_numpy() == n
+        y_rec = _at_floor(t["overflow_loss_rate"].to_numpy(float)[at], floor)
+        current_meets = bool(t.loc[t["buffer_size"] == current, "meets_target"].any())
+        if n < current and current_meets:
+            # the smallest size that meets the target is not advice to shrink a buffer that meets it too
+            rec_label = f"smallest buffer_size meeting the target: {n} (the scenario's {current} meets it too)"
+        else:
+            rec_label = f"recommended buffer_size {n}"
+        ax.axvline(n, color="#1f77b4", linestyle=":", linewidth=1.2, zorder=2)
+        ax.plot([n], y_rec, linestyle="none", marker="*", markersize=15, color="#1f77b4", markeredgecolor="white", label=rec_label, gid="recommended", zorder=5)
     ax.axvline(current, color="#7f7f7f", linestyle="-.", linewidth=1, label=f"scenario buffer_size {current}")
     if x.size and x.max() / max(x.min(), 1) > 20:
         ax.set_xscale("log")
-    _log_if_positive(ax, "y", np.concatenate([t[c].to_numpy() for c, _, _ in series]))
+    if floor is not None:
+        ax.set_yscale("log")
+        top = float(np.nanmax(np.append(shown, sizing.max_loss))) * 2
+        ax.set_ylim(floor / 2, top)
+        _mark_floor(ax, floor, "0 (no loss seen)")
+    else:
+        ax.set_ylim(0, max(sizing.max_loss, 1e-6) * 2)
+    if reference is not None and x.size:
+        sizes = np.unique(np.round(np.geomspace(max(int(x.min()), 1), int(x.max()), 300)).astype(np.int64))
+        ref = np.array([float(reference(int(size))) for size in sizes])
+        if floor is not None:
+            ref = np.where(ref >= floor, ref, np.nan)
+        ax.plot(sizes, ref, color="#17becf", linestyle=":", linewidth=2.2, label=reference_label, gid="reference", zorder=4)
+    _plain_ticks(ax.yaxis, percent=True)
     ax.set_xlabel("buffer_size (events waiting; K = buffer_size + 1)")
-    ax.set_ylabel("loss rate (fraction of delivery attempts)")
-    ax.set_title(f"{sizing.scenario.name}: loss vs buffer size ({sizing.seeds_n} seeds, {sizing.level:.0%} bands)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    ax.set_ylabel("loss, % of delivery attempts")
+    ax.set_title(
+        f"{sizing.scenario.name}: loss vs buffer size ({sizing.seeds_n} seeds of {sizing.scenario.duration_s:g} s, "
+        f"{sizing.level:.0%} bands)"
+    )
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize="small")
     return fig, ax
 
 
@@ -343,7 +547,8 @@ def plot_comparison(comparison: Any, *, axes: Any = None) -> tuple[Figure, np.nd
         cdf = analysis.latency_cdf(res.records)
         ax_cdf.step(cdf["latency_s"].to_numpy() * 1000, cdf["fraction"].to_numpy(), where="post", linestyle=style, label=name)
     ax_cdf.axvline(100, color="black", linestyle=":", linewidth=1, label="100 ms")
-    ax_cdf.set_xlabel("latency (ms)")
+    _ms_ticks(ax_cdf.xaxis)
+    ax_cdf.set_xlabel("latency")
     ax_cdf.set_ylabel("fraction of deliveries")
     ax_cdf.set_ylim(0, 1.01)
     ax_cdf.set_title("latency CDF: simulator vs real")
@@ -417,6 +622,8 @@ __all__ = [
     "save_standard_figures",
     "detached",
     "default_bin_s",
+    "zero_floor",
+    "format_ms",
     "OUTCOME_COLORS",
     "STANDARD_FIGURES",
 ]

@@ -61,8 +61,8 @@ SUMMARY: tuple[Column, ...] = (
     Column("latency_p99_s", "float64", "s", "99th percentile latency."),
     Column("latency_max_s", "float64", "s", "Largest latency."),
     Column("latency_mean_s", "float64", "s", "Mean latency."),
-    Column("published_per_s", "float64", "events/s", "Mean publish rate over the run."),
-    Column("delivered_per_s", "float64", "events/s", "Mean delivery rate over the run."),
+    Column("published_per_s", "float64", "events/s", "Events published per second over the run (one per publish, whatever the number of clients)."),
+    Column("delivered_per_s", "float64", "deliveries/s", "Deliveries per second over the run: delivered attempts, one per (event, client), so up to published_per_s × clients per player."),
     Column("duration_s", "float64", "s", "Length of the run."),
 )
 

@@ -10,10 +10,10 @@ Units are in the key names: ``_s`` seconds, ``_bytes`` bytes, ``_per_s`` per sec
 from __future__ import annotations
 
 import json
-import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -28,6 +28,11 @@ from pydantic import (
 
 from .distributions import Constant, DistSpec, Empirical
 from .errors import ScenarioError
+from .events.models import ANNOUNCED_EVENT_TYPES, DOCUMENTED_EVENT_TYPES
+from .validation_errors import describe_errors, format_path
+
+if TYPE_CHECKING:
+    from .datafiles import DataFileError, TraceRows
 
 OverflowPolicy = Literal["drop_newest", "drop_oldest", "disconnect"]
 OVERFLOW_POLICIES: tuple[str, ...] = typing.get_args(OverflowPolicy)
@@ -78,17 +83,37 @@ class BurstPublisher(_Strict):
 
 
 class TracePublisher(_Strict):
-    """Replays publish times from a CSV trace.
+    """Replays publish times from a CSV trace, read and checked when the scenario is loaded.
 
     Columns: ``published_at`` (seconds from start, required); ``player`` (0-based index into
     the population, optional: without it every event goes to player 0); ``event_type``
-    (optional, defaults to this publisher's ``event_type``); ``payload_bytes`` (optional).
+    (optional: a documented or announced event type, or one a publisher of the scenario names;
+    empty or absent: this publisher's ``event_type``); ``payload_bytes`` (optional: empty or
+    absent, drawn from this publisher's ``payload_bytes``). Rows from ``duration_s`` on are
+    not replayed.
     """
 
     kind: Literal["trace"]
     file: Path
     event_type: str = "notification"
     payload_bytes: DistSpec = Field(default_factory=lambda: _const(300))
+
+    _rows: TraceRows | None = PrivateAttr(default=None)
+
+    @property
+    def rows(self) -> TraceRows:
+        """The checked rows of the trace file, as read when the scenario was loaded."""
+        if self._rows is None:
+            raise ScenarioError(
+                f"the trace {self.file} was never read: load the scenario with load_scenario or "
+                "scenario_from_dict, or call Scenario.bind(base_dir)"
+            )
+        return self._rows
+
+    def load_rows(self, rows: TraceRows) -> TracePublisher:
+        """Attach the rows read from ``file``."""
+        self._rows = rows
+        return self
 
 
 Publisher = Annotated[PoissonPublisher | BurstPublisher | TracePublisher, Field(discriminator="kind")]
@@ -267,17 +292,42 @@ class Scenario(_Strict):
         """The file this scenario was loaded from, if any."""
         return self._source
 
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """Event types a trace may name: the documented and announced ones, and every publisher's."""
+        named = [pub.event_type for pub in self.publishers]
+        return tuple(dict.fromkeys([*DOCUMENTED_EVENT_TYPES, *ANNOUNCED_EVENT_TYPES, *named]))
+
+    def resolve(self, path: Path) -> Path:
+        """A path the scenario names, resolved against :attr:`base_dir` when relative."""
+        return path if path.is_absolute() else self._base_dir / path
+
     def bind(self, base_dir: Path, source: str | None = None) -> Scenario:
-        """Attach the folder relative paths resolve against, and load empirical data now."""
+        """Attach the folder relative paths resolve against, and read every data file the scenario names.
+
+        Raises :class:`ScenarioError` naming each bad file with its key path, e.g.
+        ``publishers[2].file``, and the line of its first bad row.
+        """
+        # imported here: reading data files needs pandas, the scenario model alone does not
+        from .datafiles import DataFileError, read_samples, read_trace
+
         self._base_dir = Path(base_dir)
         self._source = source
+        problems = []
         for i, pub in enumerate(self.publishers):
             if isinstance(pub, TracePublisher):
-                path = pub.file if pub.file.is_absolute() else self._base_dir / pub.file
-                if not path.is_file():
-                    raise ValueError(f"publishers[{i}].file: trace file not found: {path}")
-        for dist in _iter_empirical(self):
-            dist.bind(self._base_dir)
+                path = self.resolve(pub.file)
+                try:
+                    pub.load_rows(read_trace(path, self.population.n_players, self.event_types))
+                except DataFileError as exc:
+                    problems.append(_file_problem(("publishers", i, "file"), "trace", exc))
+        for loc, dist in _iter_empirical(self, ()):
+            try:
+                dist.load_values(read_samples(self.resolve(dist.file), dist.column))
+            except DataFileError as exc:
+                problems.append(_file_problem((*loc, "file"), "empirical data", exc))
+        if problems:
+            raise _error(source, problems)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -300,109 +350,47 @@ class Scenario(_Strict):
         return scenario_from_dict(data, source=self._source, base_dir=self._base_dir)
 
 
-def _iter_empirical(model: BaseModel):  # type: ignore[no-untyped-def]
+def _iter_empirical(model: BaseModel, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], Empirical]]:
+    """Every Empirical distribution below ``model``, with its key path."""
     for name in type(model).model_fields:
         value = getattr(model, name)
-        items = value if isinstance(value, list) else [value]
-        for item in items:
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            at = (*loc, name) if index is None else (*loc, name, index)
             if isinstance(item, Empirical):
-                yield item
+                yield at, item
             elif isinstance(item, BaseModel):
-                yield from _iter_empirical(item)
+                yield from _iter_empirical(item, at)
 
 
 # ----------------------------------------------------------------------------------------------
 # Loading and error reporting
 
 
-def _fmt_path(parts: list[Any]) -> str:
-    out = ""
-    for p in parts:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        else:
-            out += ("." if out else "") + str(p)
-    return out or "(top level)"
+def _file_problem(loc: tuple[str | int, ...], what: str, exc: DataFileError) -> str:
+    key = format_path(loc, root="")
+    if exc.missing:
+        return f"{key}: {what} file not found: {exc.path}"
+    return f"{key}: {what} {exc}"
 
 
-def _model_at(loc: tuple[Any, ...]) -> tuple[list[Any], type[BaseModel] | None]:
-    """Walk ``loc`` through the Scenario model: the clean key path, and the model class it ends in.
-
-    Pydantic puts the discriminator tag of a tagged union into ``loc``; it is not a key the
-    user wrote, so it is dropped from the path shown.
-    """
-    path: list[Any] = []
-    model: Any = Scenario
-    i = 0
-    while i < len(loc):
-        part = loc[i]
-        path.append(part)
-        annotation = None
-        if isinstance(model, type) and issubclass(model, BaseModel) and isinstance(part, str):
-            field = model.model_fields.get(part)
-            annotation = field.annotation if field else None
-        model = None
-        # unwrap list[...] / Optional / Annotated / unions
-        while annotation is not None:
-            origin = typing.get_origin(annotation)
-            args = typing.get_args(annotation)
-            if origin is list and i + 1 < len(loc) and isinstance(loc[i + 1], int):
-                i += 1
-                path.append(loc[i])
-                annotation = args[0]
-                continue
-            if origin is Annotated:
-                annotation = args[0]
-                continue
-            if origin in (typing.Union, types.UnionType):
-                models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-                tagged = {}
-                for m in models:
-                    kind = m.model_fields.get("kind")
-                    if kind is not None:
-                        for lit in typing.get_args(kind.annotation):
-                            tagged[lit] = m
-                if tagged and i + 1 < len(loc) and loc[i + 1] in tagged:
-                    i += 1
-                    model = tagged[loc[i]]
-                elif len(models) == 1:
-                    model = models[0]
-                break
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                model = annotation
-            break
-        i += 1
-    return path, model
-
-
-def _describe(err: dict[str, Any]) -> str:
-    loc = tuple(err.get("loc", ()))
-    etype = err.get("type", "")
-    if etype == "extra_forbidden":
-        path, _ = _model_at(loc)
-        _, parent = _model_at(loc[:-1])
-        allowed = sorted(parent.model_fields) if parent is not None else []
-        allowed_txt = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        return f"{_fmt_path(path)}: unknown key{allowed_txt}"
-    path, _ = _model_at(loc)
-    msg = err.get("msg", "invalid value")
-    if etype == "union_tag_invalid" or etype == "union_tag_not_found":
-        ctx = err.get("ctx", {})
-        expected = ctx.get("expected_tags", "")
-        msg = f"'kind' must be one of {expected}" if expected else msg
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    got = err.get("input")
-    got_txt = ""
-    if etype not in ("missing",) and not isinstance(got, (dict, list)) and got is not None:
-        got_txt = f" (got {got!r})"
-    return f"{_fmt_path(path)}: {msg}{got_txt}"
+def _error(source: str | None, problems: list[str]) -> ScenarioError:
+    """One ScenarioError for every problem found: one line for one problem, a list for several."""
+    where = source or "<scenario>"
+    if len(problems) == 1:
+        return ScenarioError(f"{where}: {problems[0]}", problems=problems, source=source)
+    lines = "\n".join(f"  {p}" for p in problems)
+    return ScenarioError(f"{where}: invalid scenario\n{lines}", problems=problems, source=source)
 
 
 def scenario_from_dict(
     data: Any, *, source: str | None = None, base_dir: Path | str | None = None
 ) -> Scenario:
-    """Validate a plain mapping into a Scenario, raising :class:`ScenarioError` with every problem."""
+    """Validate a plain mapping into a Scenario and read the data files it names.
+
+    Relative paths resolve against ``base_dir``, by default the folder of ``source``. Raises
+    :class:`ScenarioError` with every problem, each naming its key path and what is allowed.
+    """
     where = source or "<scenario>"
     if not isinstance(data, dict):
         raise ScenarioError(
@@ -413,15 +401,11 @@ def scenario_from_dict(
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(e) for e in exc.errors()]
-        lines = "\n".join(f"  {p}" for p in problems)
-        raise ScenarioError(f"{where}: invalid scenario\n{lines}", problems=problems, source=source) from None
+        # a failed cross-field check (empty path) names its own keys in its message
+        problems = [f"{p.path('')}: {p.message}" if p.loc else p.message for p in describe_errors(exc, Scenario)]
+        raise _error(source, problems) from None
     base = Path(base_dir) if base_dir is not None else (Path(source).parent if source else Path.cwd())
-    try:
-        scenario.bind(base, source)
-    except ValueError as exc:
-        raise ScenarioError(f"{where}: {exc}", source=source) from None
-    return scenario
+    return scenario.bind(base, source)
 
 
 def load_scenario(path: str | Path) -> Scenario:

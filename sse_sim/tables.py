@@ -20,6 +20,16 @@ OCCUPANCY: tuple[Column, ...] = (
     Column("held_max", "int64", "events", "Most events one selected connection held at any instant in the bin (at most K = buffer_size + 1)."),
 )
 
+OCCUPANCY_BY_CONNECTION: tuple[Column, ...] = (
+    Column("bin_start_at", "float64", "s", "Start of the time bin."),
+    Column("bin_s", "float64", "s", "Width of the bin."),
+    Column("connections_n", "int64", "connections", "Connections connected at some instant of the bin (HTTP connect to close)."),
+    Column("held_per_connection_mean", "float64", "events", "Time-averaged events held (waiting + in flight) per connected connection."),
+    Column("peak_p50", "int64", "events", "Median over the connected connections of each one's peak held in the bin."),
+    Column("peak_p99", "int64", "events", "99th percentile of those peaks (the smallest peak at least 99 % stay at or under)."),
+    Column("peak_max", "int64", "events", "The busiest connection's peak held in the bin (at most K)."),
+)
+
 LATENCY_OVER_TIME: tuple[Column, ...] = (
     Column("bin_start_at", "float64", "s", "Start of the time bin (by publish time)."),
     Column("bin_s", "float64", "s", "Width of the bin."),
@@ -92,6 +102,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
     "throughput": THROUGHPUT,
     "replications_ci": REPLICATIONS_CI,
     "occupancy": OCCUPANCY,
+    "occupancy_by_connection": OCCUPANCY_BY_CONNECTION,
     "latency_over_time": LATENCY_OVER_TIME,
     "latency_cdf": LATENCY_CDF,
     "offline_windows": OFFLINE_WINDOWS,
@@ -137,6 +148,7 @@ __all__ = [
     "columns_markdown",
     "check_frame",
     "OCCUPANCY",
+    "OCCUPANCY_BY_CONNECTION",
     "LATENCY_OVER_TIME",
     "LATENCY_CDF",
     "OFFLINE_WINDOWS",

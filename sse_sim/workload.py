@@ -50,6 +50,24 @@ def stream_key(seed: int, name: str) -> np.uint64:
     return np.uint64(stream_rng(seed, name).integers(0, 2**63 - 1))
 
 
+# The UUID version and variant bits sit above bit 61, so the low 62 bits carry the event id.
+_EVENT_ID_BITS = (1 << 62) - 1
+
+
+def message_id(seed: int, event_id: int) -> str:
+    """The notification ``message_id`` of one event: a version-4 UUID made of the seed and the event id.
+
+    The seed fills the high 64 bits (less the version bits), the event id the low 62, so a
+    received notification tells which workload event it is (:func:`event_id_of_message_id`).
+    """
+    return str(uuid.UUID(int=((int(seed) & (2**64 - 1)) << 64) | int(event_id), version=4))
+
+
+def event_id_of_message_id(message_id: str) -> int:
+    """The workload event id a :func:`message_id` carries; raises ValueError if it is not a UUID."""
+    return uuid.UUID(message_id).int & _EVENT_ID_BITS
+
+
 @dataclass(frozen=True)
 class Workload:
     """What happens in one run, as arrays: who publishes what when, and when each client is connected.
@@ -104,7 +122,7 @@ class Workload:
 
     def message_id(self, event_id: int) -> str:
         """The notification ``message_id`` (a UUID) of one event; stable for a seed and event id."""
-        return str(uuid.UUID(int=((int(self.seed) & (2**64 - 1)) << 64) | int(event_id), version=4))
+        return message_id(self.seed, event_id)
 
     def events_frame(self) -> pd.DataFrame:
         """The publish schedule as a DataFrame, one row per event, sorted by event id."""
@@ -209,48 +227,30 @@ def _burst(pub: BurstPublisher, n_players: int, duration: float, rng: np.random.
     return times[keep], player[keep]
 
 
-def _trace(pub: TracePublisher, n_players: int, duration: float, base_dir: Path, event_types: list[str]):
-    path = pub.file if pub.file.is_absolute() else base_dir / pub.file
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise ScenarioError(f"trace file not found: {path}") from None
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
-        raise ScenarioError(f"{path}: cannot read trace: {exc}") from None
-    if "published_at" not in frame.columns:
+def _trace(pub: TracePublisher, n_players: int, duration: float, event_types: list[str]):
+    """The rows of a trace read at load time: those before ``duration``, player-major and time-sorted.
+
+    Codes of the event types the trace names are added to ``event_types`` in order of first
+    appearance; -1 (an empty cell) becomes the publisher's own type.
+    """
+    rows = pub.rows
+    if rows.player.size and int(rows.player.max()) >= n_players:
+        # only a scenario changed after loading (model_copy) can get here: loading checks it
         raise ScenarioError(
-            f"{path}: trace needs a 'published_at' column (seconds); has {', '.join(map(str, frame.columns))}"
+            f"{rows.path}: the trace names player {int(rows.player.max())}, but the population has {n_players}"
         )
-    t = pd.to_numeric(frame["published_at"], errors="coerce").to_numpy(np.float64)
-    bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
-    if bad.size:
-        raise ScenarioError(f"{path}: row {int(bad[0]) + 2}: published_at must be a number >= 0")
-    if "player" in frame.columns:
-        player = pd.to_numeric(frame["player"], errors="coerce").to_numpy()
-        badp = np.flatnonzero(~np.isfinite(player) | (player < 0) | (player >= n_players) | (player % 1 != 0))
-        if badp.size:
-            raise ScenarioError(
-                f"{path}: row {int(badp[0]) + 2}: player must be an index 0..{n_players - 1}"
-            )
-        player = player.astype(np.int32)
-    else:
-        player = np.zeros(t.size, np.int32)
-    types = None
-    if "event_type" in frame.columns:
-        names = frame["event_type"].astype(str).to_numpy()
-        for name in pd.unique(names):
-            if name not in event_types:
-                event_types.append(name)
-        types = np.array([event_types.index(n) for n in names], dtype=np.int16)
-    sizes = None
-    if "payload_bytes" in frame.columns:
-        sizes = pd.to_numeric(frame["payload_bytes"], errors="coerce").fillna(0).to_numpy(np.int64)
-    keep = t < duration
-    order = np.lexsort((t[keep], player[keep]))
-    t, player = t[keep][order], player[keep][order]
-    types = types[keep][order] if types is not None else None
-    sizes = sizes[keep][order] if sizes is not None else None
-    return t, player, types, sizes
+    codes = np.empty(len(rows.event_types) + 1, np.int16)
+    for k, name in enumerate(rows.event_types):
+        if name not in event_types:
+            event_types.append(name)
+        codes[k] = event_types.index(name)
+    codes[-1] = event_types.index(pub.event_type)
+    keep = rows.published_at < duration
+    t, player = rows.published_at[keep], rows.player[keep]
+    order = np.lexsort((t, player))
+    types = codes[rows.event_type_code[keep][order]] if rows.event_types else None
+    sizes = rows.payload_bytes[keep][order] if rows.payload_bytes.any() else None
+    return t[order], player[order], types, sizes
 
 
 @numba.njit(cache=True)
@@ -303,7 +303,7 @@ def _publishes(scenario: Scenario, seed: int):
         elif isinstance(pub, BurstPublisher):
             t, p = _burst(pub, n_players, duration, rng)
         else:
-            t, p, types, sizes = _trace(pub, n_players, duration, scenario.base_dir, event_types)
+            t, p, types, sizes = _trace(pub, n_players, duration, event_types)
         if types is None:
             types = np.full(t.size, code, np.int16)
         if isinstance(pub.payload_bytes, Constant):
@@ -461,4 +461,24 @@ def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0) -> Wor
     )
 
 
-__all__ = ["Workload", "build_workload", "stream_rng", "stream_key", "STREAMS"]
+def sample_row_times(scenario: Scenario, seed: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drain time and network latency of every (event, client) row, from their own streams.
+
+    Drawn as float32: at ten million rows generating them is a third of the run, and seven
+    significant digits of a latency are plenty.
+    """
+    drain = scenario.clients.drain_time.sample(stream_rng(seed, "drain"), n_rows, np.float32)
+    net = scenario.clients.network_latency.sample(stream_rng(seed, "network"), n_rows, np.float32)
+    return drain, net
+
+
+__all__ = [
+    "Workload",
+    "build_workload",
+    "sample_row_times",
+    "message_id",
+    "event_id_of_message_id",
+    "stream_rng",
+    "stream_key",
+    "STREAMS",
+]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sse_sim.events.wire import SSEMessage, SSEParser
@@ -134,14 +136,39 @@ class RawSSE:
         self.close()
 
 
-def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout`` passes."""
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    *,
+    what: str | None = None,
+) -> bool:
+    """Poll ``predicate()`` until it is true; raise ``AssertionError`` if ``timeout`` passes first.
+
+    It returns True only so that ``assert wait_for(...)`` call sites keep reading naturally; a
+    condition that never comes true fails the test with ``what`` (or the predicate's source
+    line) and its last value, instead of returning False for a caller to forget to check. A
+    predicate that is never meant to come true is a sleep in disguise: wait on what the sleep
+    was waiting for (a counter, a connection count, a received count) instead.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
+    while True:
+        value = predicate()
+        if value:
             return True
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"waited {timeout:g} s for {what or _describe(predicate)}; last value: {value!r}"
+            )
         time.sleep(interval)
-    return bool(predicate())
+
+
+def _describe(predicate: Callable[[], object]) -> str:
+    """The predicate's source on one line (a lambda's is its call site), else its repr."""
+    try:
+        return " ".join(inspect.getsource(predicate).split())
+    except (OSError, TypeError):
+        return repr(predicate)
 
 
 BACKENDS = ["fakeredis", "redis"]

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sse_sim.outcomes import LOSS_CAUSES
 from sse_sim.compare import compare, comparison_table
+from sse_sim.outcomes import LOSS_CAUSES
 from sse_sim.tables import TABLES, check_frame
 
 BACKENDS = ["fakeredis", pytest.param("redis", marks=pytest.mark.redis)]

@@ -11,6 +11,8 @@ from typing import Any
 import fakeredis
 import pytest
 import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from sse_sim.errors import EventValidationError
 from sse_sim.events import (
@@ -160,7 +162,8 @@ def test_publish_notifications_stores_then_publishes(sync_redis: Any) -> None:
 
 
 def test_publish_errors_are_logged_like_the_go_service(caplog: pytest.LogCaptureFixture) -> None:
-    broken = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    # no retries: the first refused connection is the error the publisher must log
+    broken = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     store = MemoryNotificationStore()
     record = NotificationRecord.create(1, 2, "deposit_success")
     assert publish_notifications(broken, store, [record]) == [None]

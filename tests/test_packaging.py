@@ -16,9 +16,14 @@ CONDA_NAMES = {"redis": "redis-py"}
 CONDA_ONLY = {"python", "pip", "redis-server"}
 
 
+# a version, then optionally ",<upper" for a library whose private internals the gateway uses
+# (sse_sim/real/gateway/compat.py)
+BOUNDS = r"([0-9][0-9A-Za-z.]*(?:,<[0-9][0-9A-Za-z.]*)?)"
+
+
 def parse(req: str) -> tuple[str, str]:
-    m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][0-9A-Za-z.]*)\s*", req)
-    assert m, f"requirement {req!r} must be 'name>=lower-bound'"
+    m = re.fullmatch(rf"\s*([A-Za-z0-9_.\-]+)\s*>=\s*{BOUNDS}\s*", req)
+    assert m, f"requirement {req!r} must be 'name>=lower-bound' or 'name>=lower,<upper'"
     return m.group(1).lower(), m.group(2)
 
 
@@ -37,7 +42,7 @@ def conda_requirements() -> dict[str, str]:
         if isinstance(dep, dict):
             assert dep.get("pip") == ["-e ."], "only the package itself comes from pip"
             continue
-        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(?:\s*>=\s*([0-9][0-9A-Za-z.]*))?", dep)
+        m = re.fullmatch(rf"([A-Za-z0-9_.\-]+)(?:\s*>=\s*{BOUNDS})?", dep)
         assert m, dep
         out[m.group(1).lower()] = m.group(2) or ""
     return out
@@ -50,7 +55,7 @@ def test_environment_yml_mirrors_pyproject():
     missing = {k: v for k, v in expected.items() if k not in conda}
     assert not missing, f"in pyproject.toml but not environment.yml: {missing}"
     differing = {k: (v, conda[k]) for k, v in expected.items() if conda[k] != v}
-    assert not differing, f"lower bounds differ (pyproject, environment.yml): {differing}"
+    assert not differing, f"version bounds differ (pyproject, environment.yml): {differing}"
     extra = set(conda) - set(expected) - CONDA_ONLY
     assert not extra, f"in environment.yml but not pyproject.toml: {extra}"
 

@@ -9,13 +9,12 @@ import pandas as pd
 import pytest
 
 from sse_sim.events.validate import validate_event
-from sse_sim.outcomes import Outcome
 from sse_sim.real.payloads import build_payload, event_id_of
 from sse_sim.real.runner import prepare_scenario, run_real
 from sse_sim.real.sockbuf import loopback_capacity
-from sse_sim.tables import check_frame
 from sse_sim.scenario import load_scenario
 from sse_sim.simulation import simulate
+from sse_sim.tables import check_frame
 from sse_sim.workload import build_workload
 
 EXACT = "real_burst_exact.yaml"
@@ -155,7 +154,7 @@ def test_disconnect_windows_are_followed(backend: str, request) -> None:
 
 
 @pytest.mark.redis
-def test_redis_output_buffer_kill_is_lost_redis_output_limit(redis_url) -> None:
+def test_redis_output_buffer_kill_is_lost_redis_output_limit(redis_server, redis_url) -> None:
     scenario = {
         "name": "output_limit",
         "duration_s": 1.0,
@@ -168,16 +167,35 @@ def test_redis_output_buffer_kill_is_lost_redis_output_limit(redis_url) -> None:
         },
         "clients": {"drain_time": 0.0, "network_latency": 0},
     }
+    kills_before = redis_server.log_text().count("output buffer limits")
     real = run_real(scenario, 0, backend="redis", redis_url=redis_url)
     sim = simulate(real.scenario, 0)
-    codes = real.records["outcome"].value_counts()
+    df = real.records
+    codes = df["outcome"].value_counts()
     assert codes["lost_redis_output_limit"] > 0
     assert sim.records["outcome"].value_counts()["lost_redis_output_limit"] > 0
-    assert any(what == "reconnected" for log in real.metadata["subscriber_log"] for _, what in log)
+    # Redis itself closed the subscriber for its output buffer, and the gateway resubscribed.
+    assert redis_server.log_text().count("output buffer limits") > kills_before
+    reconnects = [
+        t for log in real.metadata["subscriber_log"] for t, what in log if what == "reconnected"
+    ]
+    assert reconnects
     assert real.metadata["unexplained_n"] == 0
+    # The rows labelled lost_redis_output_limit are exactly the events the gateway never took
+    # off Redis (one client: one row per event): Redis threw them away with the killed
+    # connection's backlog, or they were published before the node had resubscribed.
+    lost = df[df["outcome"] == "lost_redis_output_limit"]
+    events_in = sum(m["events_in"] for m in real.metadata["gateway_metrics"])
+    assert len(lost) == len(df) - events_in
+    assert lost["gateway_at"].isna().all() and lost["received_at"].isna().all()
+    assert (lost["session_id"] == -1).all()  # no stream ever held them
+    assert (lost["published_at"] <= max(reconnects)).all()
+    # Every event the gateway did take has the fate the gateway gave it, never this label.
+    had = df[df["gateway_at"].notna()]
+    assert len(had) == events_in
+    assert had["outcome"].isin(["delivered", "dropped_overflow"]).all()
     # the limit was restored on the shared server
     import redis
 
     with redis.Redis.from_url(redis_url) as r:
         assert "pubsub 262144" not in str(r.config_get("client-output-buffer-limit"))
-    assert int(Outcome.LOST_REDIS_OUTPUT_LIMIT) == 5

@@ -46,7 +46,7 @@ def test_unknown_key_is_an_error_naming_path_and_allowed_keys(tmp_path):
 def test_typo_in_a_list_item_names_its_index(tmp_path):
     msg = error_of(tmp_path, VALID.replace("rate_per_player_per_s", "rate_per_s"))
     assert "publishers[0].rate_per_s: unknown key" in msg
-    assert "publishers[0].rate_per_player_per_s: Field required" in msg
+    assert "publishers[0].rate_per_player_per_s: required field is missing" in msg
 
 
 def test_bad_enum_lists_what_is_allowed(tmp_path):
@@ -58,7 +58,25 @@ def test_bad_enum_lists_what_is_allowed(tmp_path):
 
 def test_bad_publisher_kind(tmp_path):
     msg = error_of(tmp_path, VALID.replace("poisson", "poison"))
-    assert "publishers[0]" in msg and "'poisson', 'burst', 'trace'" in msg
+    assert msg == f"{tmp_path / 's.yaml'}: publishers[0].kind: expected one of 'poisson', 'burst', 'trace', got string 'poison'"
+    msg = error_of(tmp_path, VALID.replace("kind: poisson", "event_type: x"))
+    assert "publishers[0].kind: required field is missing (expected one of 'poisson', 'burst', 'trace')" in msg
+
+
+def test_messages_say_what_was_there_and_what_is_allowed(tmp_path):
+    msg = error_of(
+        tmp_path,
+        VALID + "gateway: {overflow_policy: drop_random, buffer_size: 0}\n"
+        "clients: {drain_time: {kind: exponential, mean: 1, median: 2}}\n"
+        "disconnects: {windows: [{start_s: 0, end_s: 1, clients: some}], mass_drops: [{at_s: 1, node: x}]}\n",
+    )
+    assert msg.splitlines()[1:] == [
+        "  gateway.buffer_size: expected a number of at least 1, got integer 0",
+        "  gateway.overflow_policy: expected 'drop_newest', 'drop_oldest' or 'disconnect', got string 'drop_random'",
+        "  clients.drain_time.median: unknown key (allowed: kind, mean)",
+        "  disconnects.windows[0].clients: expected 'all' or a valid list, got string 'some'",
+        "  disconnects.mass_drops[0].node: expected a valid integer or 'all', got string 'x'",
+    ]
 
 
 def test_bad_distribution(tmp_path):
@@ -73,7 +91,9 @@ def test_all_problems_reported_at_once(tmp_path):
 
 def test_cross_field_checks(tmp_path):
     msg = error_of(tmp_path, VALID + "disconnects:\n  mass_drops:\n    - at_s: 1\n      node: 3\n")
-    assert "node is 3, but gateway.nodes is 1" in msg
+    assert msg == (
+        f"{tmp_path / 's.yaml'}: disconnects.mass_drops[0].node is 3, but gateway.nodes is 1 (allowed: 0..0 or 'all')"
+    )
 
 
 def test_not_yaml_and_not_a_mapping(tmp_path):
@@ -104,8 +124,12 @@ def test_trace_and_empirical_files(tmp_path):
     msg = error_of(tmp_path, "duration_s: 10\npublishers: [{kind: poisson, rate_per_player_per_s: 1}]\n"
                    "clients: {drain_time: {kind: empirical, file: drain.csv, column: nope}}\n")
     assert "column 'nope' not in" in msg and "drain_s" in msg
-    with pytest.raises(ScenarioError, match="row 2: published_at must be a number"):
-        simulate(load_scenario(write(tmp_path, "duration_s: 10\npublishers: [{kind: trace, file: bad.csv}]\n")))
+    # a bad row fails when the scenario is loaded, not when it is simulated
+    msg = error_of(tmp_path, "duration_s: 10\npublishers: [{kind: trace, file: bad.csv}]\n")
+    assert msg == (
+        f"{tmp_path / 's.yaml'}: publishers[0].file: trace {tmp_path / 'bad.csv'}, line 2: "
+        "published_at: expected a number of seconds >= 0, got 'abc'"
+    )
 
 
 def test_cli_reports_without_traceback(tmp_path):

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from sse_sim import load_scenario, size_buffer
 from sse_sim.analytic import mm1k_blocking, mm1k_smallest_k
 from sse_sim.cli import app
-from sse_sim.tables import check_frame
 from sse_sim.sizing import _smallest
 from sse_sim.sweep import SweepError
+from sse_sim.tables import check_frame
 
 
 @pytest.mark.slow

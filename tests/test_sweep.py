@@ -8,8 +8,8 @@ from conftest import SCENARIOS
 
 from sse_sim import load_scenario, simulate, sweep
 from sse_sim.records import SUMMARY
-from sse_sim.tables import check_frame
 from sse_sim.sweep import SweepError, sweep_points
+from sse_sim.tables import check_frame
 
 
 @pytest.fixture(scope="module")

@@ -103,3 +103,19 @@ def test_distributions_sample_what_they_promise(dist):
     if isinstance(dist, LogNormal):
         assert np.median(x) == pytest.approx(0.02, rel=0.02)
         assert np.quantile(x, 0.99) == pytest.approx(0.2, rel=0.05)
+
+
+def test_message_id_is_one_rule_for_the_workload_and_the_payloads():
+    import json
+    import uuid
+
+    from sse_sim.real.payloads import build_payload, event_id_of
+    from sse_sim.workload import event_id_of_message_id, message_id
+
+    w = build_workload(scenario(duration_s=1), seed=2**64 + 5)
+    mid = message_id(2**64 + 5, 41)
+    assert w.message_id(41) == mid and uuid.UUID(mid).version == 4
+    assert event_id_of_message_id(mid) == 41 and message_id(5, 41) == mid  # the seed is taken mod 2**64
+    assert message_id(6, 41) != mid
+    _, text = build_payload(1001, 7, "notification", 41, 2**64 + 5, 400)
+    assert json.loads(text)["event_data"]["message_id"] == mid and event_id_of(text) == 41

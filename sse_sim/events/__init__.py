@@ -10,9 +10,9 @@ Names are loaded from their submodule on first use, so that importing one light 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .channel import CHANNEL_PATTERN, InvalidChannelError, channel_name, parse_channel
     from .codec import dumps, loads
     from .models import (
@@ -168,7 +168,7 @@ _WHERE: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     """Load a public name from the submodule that defines it, on first use (PEP 562)."""
     where = _WHERE.get(name)
     if where == "channel":

@@ -18,10 +18,12 @@ __all__ = [
     "CHANNEL_PREFIX",
     "ID_MAX",
     "ID_MIN",
+    "ID_REGEX",
     "InvalidChannelError",
     "channel_name",
     "check_id",
     "parse_channel",
+    "parse_id",
 ]
 
 CHANNEL_PREFIX = "SSE::"
@@ -30,8 +32,12 @@ CHANNEL_PATTERN = "SSE::*"
 ID_MIN = 1
 #: Largest id: a Go ``int64``, the type brand and player ids have in the publishing services.
 ID_MAX = 2**63 - 1
+#: An id as text, a regex fragment for larger patterns: ASCII digits, no sign, no leading zero,
+#: at most 19 digits. Nineteen digits can still exceed :data:`ID_MAX`, so compare the number too.
+ID_REGEX = r"[1-9][0-9]{0,18}"
 
-_CHANNEL_RE = re.compile(r"SSE::([1-9][0-9]{0,18})::([1-9][0-9]{0,18})")
+_ID_RE = re.compile(ID_REGEX)
+_CHANNEL_RE = re.compile(rf"SSE::({ID_REGEX})::({ID_REGEX})")
 
 
 class InvalidChannelError(SseSimError, ValueError):
@@ -62,6 +68,21 @@ def check_id(value: object, what: str = "id") -> int:
     if not ID_MIN <= number <= ID_MAX:
         raise InvalidChannelError(f"{what} must be an integer in {ID_MIN}..{ID_MAX}, got {number}")
     return number
+
+
+def parse_id(text: str, what: str = "id") -> int:
+    """The id a piece of text (a URL path segment, say) spells in canonical form, else InvalidChannelError.
+
+    >>> parse_id("1001", "brand_id")
+    1001
+    >>> parse_id("01001", "brand_id")
+    Traceback (most recent call last):
+    ...
+    sse_sim.events.channel.InvalidChannelError: brand_id must be a positive integer
+    """
+    if _ID_RE.fullmatch(text) is None:
+        raise InvalidChannelError(f"{what} must be a positive integer")
+    return check_id(int(text), what)
 
 
 def channel_name(brand_id: int, player_id: int) -> str:

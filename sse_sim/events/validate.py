@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import EventValidationError
+from ..validation_errors import describe_errors, format_path
 from .codec import JSONDecodeProblem, loads
 from .models import SYSTEM_EVENT_MODELS, Envelope, SystemEvent, describe_json
 from .registry import DEFAULT_REGISTRY, EventRegistry
@@ -36,26 +37,8 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENVELOPE_FIELDS = frozenset(Envelope.model_fields)
 _STRICT = {"strict": True}
-
-
-def format_path(loc: Sequence[str | int]) -> str:
-    """A JSON path in the ``$.a.b[0]`` notation; odd keys are quoted as ``$["a b"]``.
-
-    >>> format_path(("event_data", "message_id")), format_path((0, "a b"))
-    ('$.event_data.message_id', '$[0]["a b"]')
-    """
-    parts = ["$"]
-    for key in loc:
-        if isinstance(key, int):
-            parts.append(f"[{key}]")
-        elif _IDENT.fullmatch(key):
-            parts.append(f".{key}")
-        else:
-            parts.append(f"[{json.dumps(key)}]")
-    return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,25 +68,8 @@ class InvalidEventError(EventValidationError):
         super().__init__(f"invalid event: {text}")
 
 
-def _message(error: Any) -> str:
-    kind = error["type"]
-    value = error.get("input")
-    if kind == "missing":
-        return "required field is missing"
-    if kind.startswith("sse_"):
-        return str(error["msg"])
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a JSON object, got {describe_json(value)}"
-    if kind == "literal_error":
-        return f"expected {error['ctx']['expected']}, got {describe_json(value)}"
-    msg = str(error["msg"])
-    if msg.startswith("Input should be "):
-        return f"expected {msg[len('Input should be ') :]}, got {describe_json(value)}"
-    return msg
-
-
-def _from_pydantic(exc: ValidationError) -> list[Problem]:
-    return [Problem(tuple(e["loc"]), _message(e)) for e in exc.errors(include_url=False)]
+def _from_pydantic(exc: ValidationError, model: type[BaseModel]) -> list[Problem]:
+    return [Problem(p.loc, p.message) for p in describe_errors(exc, model)]
 
 
 def _extra_fields(obj: dict[str, Any], allowed: Any, prefix: Loc, what: str) -> list[Problem]:
@@ -140,7 +106,7 @@ def _validate(
         try:
             model = system.model_validate(obj, context=context)
         except ValidationError as exc:
-            return None, _from_pydantic(exc) + problems
+            return None, _from_pydantic(exc, system) + problems
         return (None if problems else model), problems
 
     event_type = obj.get("event_type")
@@ -169,7 +135,7 @@ def _validate(
     try:
         model = model_cls.model_validate(obj, context=context)
     except ValidationError as exc:
-        return None, _from_pydantic(exc) + problems
+        return None, _from_pydantic(exc, model_cls) + problems
     return (None if problems else model), problems
 
 

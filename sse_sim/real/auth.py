@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import SseSimError
+from ..events.channel import ID_MAX, ID_REGEX
 
 __all__ = [
     "TokenClaims",
@@ -39,16 +40,15 @@ __all__ = [
 VERSION = "v1"
 QUERY_TOKEN_MAX_TTL_S = 60.0
 """Longest lifetime a ``?token=`` may have: URLs leak into logs and history."""
-MAX_ID = 2**63 - 1
+MAX_ID = ID_MAX
 """Largest brand or player id (a signed 64-bit integer, as the Go publishers use)."""
 MIN_SECRET_BYTES = 16
 CLOCK_SKEW_S = 60.0
 """A token issued up to this far in the future is still accepted (clocks of two hosts differ)."""
 MAX_TOKEN_CHARS = 200
 
-_ID = r"[1-9][0-9]{0,18}"
 _TOKEN_RE = re.compile(
-    rf"v1\.({_ID})\.({_ID})\.([0-9]{{1,15}})\.([0-9]{{1,15}})\.([A-Za-z0-9_-]{{43}})"
+    rf"v1\.({ID_REGEX})\.({ID_REGEX})\.([0-9]{{1,15}})\.([0-9]{{1,15}})\.([A-Za-z0-9_-]{{43}})"
 )
 
 

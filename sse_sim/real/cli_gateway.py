@@ -74,12 +74,12 @@ def register(app: typer.Typer) -> None:
         secret: SecretOpt = None,
     ) -> None:
         """Serve GET /gateway/sse/{brand_id}/stream, /gateway/metrics and /healthz until Ctrl-C or SIGTERM."""
-        from .gateway import DEV_SECRET, _make_backend, create_gateway, run_gateway, secret_from_env
+        from .gateway import DEV_SECRET, create_gateway, make_backend, run_gateway, secret_from_env
 
         key = secret_from_env(secret)
         if not keepalive_interval > 0:
             raise SseSimError("--keepalive-interval must be positive")
-        backend_obj = _make_backend(backend, redis_url, None, None)
+        backend_obj = make_backend(backend, redis_url=redis_url)
         try:
             app_ = create_gateway(
                 redis_client_factory=backend_obj.factory,

@@ -3,7 +3,7 @@
 A real run must tell which workload event every received SSE message is, without a side
 channel. The id travels inside the payload, in a field the event's schema allows:
 
-* ``notification``: ``event_data.message_id`` is ``Workload.message_id(event_id)``, a UUID
+* ``notification``: ``event_data.message_id`` is :func:`sse_sim.workload.message_id`, a UUID
   whose low 62 bits are the event id (the UUID version and variant bits sit above them);
 * ``gamification_balance_update``: ``event_data.total_received`` is the event id (an integer),
   ``balance`` the same number and ``total_redeemed`` 0, so the balance arithmetic holds;
@@ -18,24 +18,22 @@ decimals of ``balance`` (an exact decimal, so ``12.000`` is still 12), other typ
 from __future__ import annotations
 
 import json
-import uuid
 from decimal import Decimal
 from typing import Any
 
 from ..events.publisher import encode_envelope
+from ..workload import event_id_of_message_id, message_id
 
 __all__ = ["build_payload", "event_id_of"]
 
-_ID_MASK = (1 << 62) - 1
 # A fixed creation time: payloads are built before the replay starts, and a constant keeps
 # every payload of a size class the same length.
 _NOTIFICATION_TIME = "2025-10-22 14:30:45"
 
 
 def _notification(brand: int, player: int, event_id: int, seed: int, pad: int) -> dict[str, Any]:
-    message_id = str(uuid.UUID(int=((int(seed) & (2**64 - 1)) << 64) | int(event_id), version=4))
     return {
-        "message_id": message_id,
+        "message_id": message_id(seed, event_id),
         "event": "bonus_granted",
         "event_details": {"pad": "x" * pad},
         "is_read": False,
@@ -81,7 +79,7 @@ def event_id_of(data: str) -> int | None:
         event_data = env["event_data"]
         kind = env["event_type"]
         if kind == "notification":
-            return uuid.UUID(event_data["message_id"]).int & _ID_MASK
+            return event_id_of_message_id(event_data["message_id"])
         if kind == "gamification_balance_update":
             return int(event_data["total_received"])
         return int(event_data["event_id"])

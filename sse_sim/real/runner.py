@@ -12,9 +12,9 @@ simulator uses and plays it in real time:
 * **clients** (:mod:`sse_sim.real.clients`) in their own process: raw-socket SSE readers that
   follow the workload's sessions and pace their reads to the scenario's drain times.
 
-The result is a :class:`~sse_sim.simulation.SimulationResult` whose records come from
-:func:`~sse_sim.simulation.records_frame`, the simulator's own assembly, so both backends share
-one schema. Instants are replay time (seconds since t0, divided by ``time_scale``);
+The result is a :class:`~sse_sim.results.SimulationResult` whose records come from
+:func:`~sse_sim.records.records_frame`, the same assembly the simulator uses, so both backends
+share one schema. Instants are replay time (seconds since t0, divided by ``time_scale``);
 ``published_at`` is the instant each event was actually published, so ``latency_s`` is what a
 client saw.
 
@@ -45,26 +45,22 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import EngineOutput, sample_row_times
 from ..errors import SseSimError
 from ..outcomes import Outcome
-from ..scenario import BurstPublisher, Scenario, TracePublisher, as_scenario
-from ..simulation import SimulationResult, records_frame
-from ..workload import Workload, build_workload
+from ..records import DeliveryRows, records_frame, row_layout
+from ..results import SimulationResult
+from ..scenario import BurstPublisher, Scenario, TracePublisher, as_scenario, scenario_from_dict
+from ..workload import Workload, build_workload, sample_row_times
 from .clients import ClientPlan, client_process_main
 from .payloads import build_payload, event_id_of
 
-__all__ = ["run_real", "prepare_scenario", "RealOutput", "BACKENDS"]
+__all__ = ["run_real", "prepare_scenario", "BACKENDS"]
 
 BACKENDS = ("fakeredis", "redis")
 
 # How long after publishing an event a connection that closed is still "racing" it: a close in
 # that window explains an event the gateway never queued (it was on its way from Redis).
 _CLOSE_RACE_S = 0.05
-
-
-# A real run's per-row arrays have exactly the engine's layout and fields.
-RealOutput = EngineOutput
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,8 +142,6 @@ def prepare_scenario(
             changes["players"] = {"from": n_players, "to": len(pop["brand_ids"]) * pop["players_per_brand"]}
     if not changes:
         return sc, {}
-    from ..scenario import scenario_from_dict
-
     sliced = scenario_from_dict(data, source=sc.source, base_dir=sc.base_dir)
     return sliced, {"sliced_from": sc.name, "slice": changes}
 
@@ -215,19 +209,6 @@ def publisher_process_main(redis_url: str, messages: list[tuple[str, str]], plan
 # The run
 
 
-def _row_layout(w: Workload) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows client-major, each client's player's events in order: the engine's layout."""
-    cpp = w.clients_per_player
-    per_player = np.diff(w.player_offsets)
-    per_client = np.repeat(per_player, cpp)
-    row_off = np.zeros(w.n_clients + 1, np.int64)
-    np.cumsum(per_client, out=row_off[1:])
-    client_id = np.repeat(np.arange(w.n_clients, dtype=np.int32), per_client)
-    player = client_id // cpp
-    event_id = w.player_offsets[player] + (np.arange(row_off[-1]) - row_off[client_id])
-    return row_off, event_id.astype(np.int64), client_id
-
-
 def _spawn(target: Any, args: tuple[Any, ...]) -> tuple[Any, Any]:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -262,21 +243,16 @@ class _ConnectionRegistry:
     def __init__(self) -> None:
         self.by_node: list[dict[int, tuple[int, float]]] = []
 
-    def attach(self, gateway: Any) -> None:
+    def new_node(self) -> Any:
+        """A table for the next gateway node, and the ``on_connection`` hook that fills it."""
         table: dict[int, tuple[int, float]] = {}
         self.by_node.append(table)
-        register = gateway._register
 
-        def recording_register(conn: Any, key: bytes, loop: Any) -> Any:
-            state = register(conn, key, loop)
-            peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
-            if peer is not None:
-                table[conn.id] = (int(peer[1]), time.time())
-            return state
+        def record(info: Any) -> None:  # a gateway ConnectionInfo
+            if info.peer is not None:
+                table[info.connection_id] = (int(info.peer[1]), info.opened_at)
 
-        # The gateway has no public per-connection hook; its registration is the one place that
-        # sees both the connection id the event log uses and the client's socket.
-        gateway._register = recording_register
+        return record
 
 
 def run_real(
@@ -317,7 +293,7 @@ def run_real(
             f"the replay would publish {w.n_events} events (more than max_events={max_events}); "
             "use duration_s or max_players to take a smaller slice"
         )
-    row_off, event_id, client_id = _row_layout(w)
+    row_off, event_id, client_id = row_layout(w.player_offsets, w.clients_per_player)
     drain, net = sample_row_times(sc, w.seed, int(event_id.size))
     brand_of_player = w.player_brand_ids()
     messages = [
@@ -429,9 +405,9 @@ class _Replay:
                     record_events=True,
                     send_buffer_bytes=self.send_buffer_bytes,
                     timeout_graceful_shutdown=1.0,
+                    on_connection=registry.new_node(),
                 )
                 gateways.append(gt)
-                registry.attach(gt.gateway)
         except BaseException:
             for gt in gateways:
                 gt.stop()
@@ -564,7 +540,7 @@ _FATES = {
 }
 
 
-def _classify(w: Workload, raw: dict[str, Any], row_off: np.ndarray, event_id: np.ndarray, client_id: np.ndarray, scale: float) -> tuple[RealOutput, np.ndarray, int]:
+def _classify(w: Workload, raw: dict[str, Any], row_off: np.ndarray, event_id: np.ndarray, client_id: np.ndarray, scale: float) -> tuple[DeliveryRows, np.ndarray, int]:
     """Per-row outcome and instants of a real run, in replay time."""
     t0 = raw["t0"]
 
@@ -658,7 +634,7 @@ def _classify(w: Workload, raw: dict[str, Any], row_off: np.ndarray, event_id: n
             outcome[r] = Outcome.LOST_IN_BUFFER
             left_at[r] = conn_closed[k]
             unexplained += 1
-    out = RealOutput(event_id, client_id, outcome, gateway_at, left_at, received_at, session_id)
+    out = DeliveryRows(event_id, client_id, outcome, gateway_at, left_at, received_at, session_id)
     return out, published, unexplained
 
 

@@ -1,0 +1,107 @@
+"""A gateway node's shared Redis subscriber and Redis's pub/sub output-buffer limit (an engine stage).
+
+Each gateway node holds one subscription for all the players it serves, so every event for
+those players passes through one Redis output buffer and one reader. The node reads
+``reader_rate_per_s`` messages per second; what it has not read yet waits in Redis, counted in
+bytes (payload plus ``overhead_bytes`` of RESP framing and channel name). Redis closes the
+subscriber when that backlog passes ``hard_limit_bytes``, or stays above ``soft_limit_bytes``
+for ``soft_seconds`` (``client-output-buffer-limit pubsub 32mb 8mb 60``): the backlog is lost,
+and so is everything published until the node has resubscribed ``resubscribe_s`` later. One
+lagging node therefore loses events for every player it serves, which is why this stage runs
+per node, before the per-connection walk, and gives each (event, client) row the instant the
+node read its event, or marks it lost.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .scenario import Scenario
+from .workload import Workload
+
+
+@numba.njit(cache=True)
+def _node_stage(order, published_at, hop, size_bytes, reader_rate, hard, soft, soft_s, resub, overhead):  # pragma: no cover
+    """One node's subscriber: per event of ``order`` (the node's events in publish order), read instant and loss.
+
+    Returns, per listed event, when the gateway has read it (NaN if lost), and whether Redis
+    dropped it with the subscriber.
+    """
+    n = order.size
+    read_at = np.empty(n, np.float64)
+    lost = np.zeros(n, np.bool_)
+    svc = 1.0 / reader_rate
+    cum = np.zeros(n + 1, np.float64)
+    head = 0  # first event still in the output buffer
+    last_done = -np.inf
+    soft_since = np.inf
+    dead_until = -np.inf
+    for i in range(n):
+        e = order[i]
+        p = published_at[e]
+        cum[i + 1] = cum[i] + size_bytes[e] + overhead
+        if p < dead_until:
+            lost[i] = True
+            read_at[i] = np.nan
+            head = i + 1
+            continue
+        # what the reader has taken out of the buffer by now
+        while head < i and (lost[head] or read_at[head] - hop[order[head]] <= p):
+            head += 1
+        done = max(p, last_done) + svc
+        last_done = done
+        read_at[i] = done + hop[e]
+        backlog = cum[i + 1] - cum[head]
+        if backlog > soft:
+            if soft_since == np.inf:
+                soft_since = p
+        else:
+            soft_since = np.inf
+        if backlog > hard or (soft > 0 and p - soft_since >= soft_s and soft_since < np.inf):
+            for j in range(head, i + 1):
+                lost[j] = True
+                read_at[j] = np.nan
+            head = i + 1
+            dead_until = p + resub
+            last_done = -np.inf
+            soft_since = np.inf
+    return read_at, lost
+
+
+def node_arrivals(scenario: Scenario, w: Workload, event_id: np.ndarray, client_id: np.ndarray):
+    """Per (event, client) row: when its node's subscriber read the event, and whether Redis dropped it.
+
+    Runs the stage once per node over the distinct events its clients receive, then maps the
+    results back onto the rows (``event_id``, ``client_id``). Needs ``redis.output_buffer``.
+    """
+    ob = scenario.redis.output_buffer
+    read_at = np.empty(event_id.size, np.float64)
+    lost = np.zeros(event_id.size, np.bool_)
+    row_node = w.client_node[client_id]
+    for node in range(w.n_nodes):
+        rows = np.flatnonzero(row_node == node)
+        if rows.size == 0:
+            continue
+        events, inverse = np.unique(event_id[rows], return_inverse=True)
+        order_local = np.argsort(w.published_at[events], kind="stable")
+        node_read, node_lost = _node_stage(
+            events[order_local],
+            w.published_at,
+            w.hop_latency_s,
+            w.payload_bytes,
+            float(ob.reader_rate_per_s),
+            float(ob.hard_limit_bytes),
+            float(ob.soft_limit_bytes),
+            float(ob.soft_seconds),
+            float(ob.resubscribe_s),
+            float(ob.overhead_bytes),
+        )
+        back = np.empty_like(order_local)
+        back[order_local] = np.arange(order_local.size)
+        read_at[rows] = node_read[back[inverse]]
+        lost[rows] = node_lost[back[inverse]]
+    return read_at, lost
+
+
+__all__ = ["node_arrivals"]

@@ -1,0 +1,379 @@
+"""The gateway's fan-out: per-connection bounded queues, overflow policies, writers and event fates.
+
+Delivery model (the same as the simulator's):
+
+- each connection has a bounded queue of ``buffer_size`` events plus the one its writer is
+  handing to the socket, so K = buffer_size + 1 in M/M/1/K terms; what the kernel and the
+  transport buffer hold beyond that is "socket buffering" (``send_buffer_bytes`` shrinks it);
+- when the queue is full the overflow policy decides: ``drop_newest`` drops the arriving event
+  (the documented Go ``select`` with ``default``), ``drop_oldest`` evicts the oldest queued one,
+  ``disconnect`` aborts the slow stream (the client's EventSource reconnects later).
+
+:meth:`Fanout.deliver` is the hot path: a dict lookup and a deque append per (event,
+connection), and every frame is encoded once per Redis message, not once per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from ...events.wire import encode_event, keepalive_frame
+from ...scenario import OVERFLOW_POLICIES
+from .compat import chunk
+
+__all__ = ["OVERFLOW_POLICIES", "Connection", "ConnectionInfo", "EventFate", "Fanout", "Fate"]
+
+Fate = Literal["sent", "dropped_overflow", "evicted", "lost_in_buffer", "disconnected_slow"]
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class EventFate(NamedTuple):
+    """What happened to one Redis message on one connection (``record_events=True`` only)."""
+
+    connection_id: int
+    brand_id: int
+    player_id: int
+    channel: str
+    raw_message: str
+    """The message exactly as published (identify the event by parsing it)."""
+    gateway_at: float
+    """``time.time()`` when the shared reader took it off the Redis connection."""
+    fate: Fate
+    left_at: float | None
+    """``time.time()`` when it was written to the socket or dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """One stream as it registers, for ``on_connection``: its id in the event log and its client."""
+
+    connection_id: int
+    """The id :class:`EventFate` rows carry."""
+    brand_id: int
+    player_id: int
+    channel: str
+    peer: tuple[Any, ...] | None
+    """The client socket's address as the transport reports it (``(host, port)`` for IPv4)."""
+    opened_at: float
+    """``time.time()`` when the stream registered."""
+
+    @classmethod
+    def of(cls, conn: Connection) -> ConnectionInfo:
+        """The info of ``conn``, stamped now."""
+        peer = conn.transport.get_extra_info("peername") if conn.transport is not None else None
+        return cls(
+            conn.id,
+            conn.brand_id,
+            conn.player_id,
+            conn.channel,
+            peer if isinstance(peer, tuple) else None,
+            time.time(),
+        )
+
+
+class RecordedEvent:
+    """One Redis message as queued when events are recorded (shared by every connection it reaches)."""
+
+    __slots__ = ("frame", "raw", "gateway_at")
+
+    def __init__(self, frame: bytes, raw: str, gateway_at: float) -> None:
+        self.frame = frame
+        self.raw = raw
+        self.gateway_at = gateway_at
+
+
+class Connection:
+    """One open SSE stream: its bounded queue and the flags its writer acts on."""
+
+    __slots__ = (
+        "id",
+        "brand_id",
+        "player_id",
+        "channel",
+        "queue",
+        "waiter",
+        "gone",
+        "slow",
+        "closing",
+        "keepalive_due",
+        "keepalive_handle",
+        "transport",
+        "protocol",
+        "direct",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        conn_id: int,
+        brand_id: int,
+        player_id: int,
+        channel: str,
+        transport: Any,
+        protocol: Any = None,
+    ) -> None:
+        self.id = conn_id
+        self.brand_id = brand_id
+        self.player_id = player_id
+        self.channel = channel
+        self.queue: collections.deque[Any] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.gone = False  # the client went away (http.disconnect)
+        self.slow = False  # overflow policy "disconnect" fired
+        self.closing = False  # the gateway is shutting down
+        self.keepalive_due = False
+        self.keepalive_handle: asyncio.TimerHandle | None = None
+        self.transport = transport
+        self.protocol = protocol
+        # True once the stream is set up and chunked: an idle writer's next event may then be
+        # written straight to the transport by the reader (see Fanout.deliver)
+        self.direct = False
+
+    def wake(self) -> None:
+        """Let the connection's writer look at its queue and flags again."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Fanout:
+    """Routes Redis messages to the connections of their channel and writes them out, counting fates.
+
+    The counters are plain attributes because a Counter lookup per event costs measurably.
+    """
+
+    def __init__(
+        self,
+        *,
+        buffer_size: int,
+        overflow_policy: str,
+        keepalive_interval_s: float,
+        record_events: bool,
+        max_write_batch: int,
+    ) -> None:
+        self.buffer_size = buffer_size
+        self.overflow_policy = overflow_policy
+        self.keepalive_interval_s = keepalive_interval_s
+        self.record_events = record_events
+        self.max_write_batch = max_write_batch
+        # channel -> the connections reading it, in the order they connected
+        self.routes: dict[bytes, list[Connection]] = {}
+        self.log: list[EventFate] = []
+        self.events_in = 0
+        self.events_unrouted = 0
+        self.events_out = 0
+        self.dropped_overflow = 0
+        self.lost_in_buffer = 0
+        self.disconnected_slow = 0
+        self.connections_disconnected_slow = 0
+        self.keepalives_out = 0
+
+    # ------------------------------------------------------------------ routing
+
+    def add(self, conn: Connection, key: bytes) -> None:
+        """Route the messages of channel ``key`` to ``conn`` too."""
+        conns = self.routes.get(key)
+        if conns is None:
+            conns = self.routes[key] = []
+        conns.append(conn)
+
+    def remove(self, conn: Connection, key: bytes) -> None:
+        """Stop routing ``key`` to ``conn``; forget the channel once nobody reads it."""
+        conns = self.routes.get(key)
+        if conns is None:
+            return
+        with contextlib.suppress(ValueError):
+            conns.remove(conn)
+        if not conns:
+            del self.routes[key]
+
+    # ------------------------------------------------------------------ the hot path
+
+    def deliver(self, channel: bytes, data: bytes) -> None:
+        """Fan one Redis message out to every connection on ``channel``; never awaits."""
+        self.events_in += 1
+        conns = self.routes.get(channel)
+        if not conns:
+            self.events_unrouted += 1
+            return
+        if data.isascii() and b"\n" not in data and b"\r" not in data:
+            # One line of ASCII (any compact JSON publisher's output): the frame is the bytes
+            # themselves, exactly what encode_event gives, without a decode and re-encode.
+            frame = b"data: %b\n\n" % data
+            text = None
+        else:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = data.decode("utf-8", "replace")
+            frame = encode_event(text)
+        if self.record_events:
+            item: Any = RecordedEvent(
+                frame, data.decode("ascii") if text is None else text, time.time()
+            )
+        else:
+            item = frame
+        cap = self.buffer_size
+        framed = None
+        for conn in conns:
+            if conn.gone or conn.slow or conn.closing:
+                continue
+            queue = conn.queue
+            if not queue and conn.direct:
+                # The writer is idle and the socket has taken everything written so far: the
+                # writer would take this event at once and write it, so write it here and save
+                # the task switch and the ASGI send (about half the cost per event). Only when
+                # the reader yields after every message, so that the knob keeps its meaning.
+                waiter = conn.waiter
+                transport = conn.transport
+                if (
+                    waiter is not None
+                    and not waiter.done()
+                    and transport.get_write_buffer_size() == 0
+                    and not transport.is_closing()
+                ):
+                    if framed is None:
+                        framed = chunk(frame)
+                    transport.write(framed)
+                    self.events_out += 1
+                    if self.record_events:
+                        self.log_fates(conn, [item], "sent")
+                    continue
+            if len(queue) < cap:
+                queue.append(item)
+                waiter = conn.waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            else:
+                self._overflow(conn, item)
+
+    def _overflow(self, conn: Connection, item: Any) -> None:
+        policy = self.overflow_policy
+        if policy == "drop_newest":
+            self.dropped_overflow += 1
+            if self.record_events:
+                self.log_fates(conn, [item], "dropped_overflow")
+        elif policy == "drop_oldest":
+            old = conn.queue.popleft()
+            conn.queue.append(item)
+            self.dropped_overflow += 1
+            if self.record_events:
+                self.log_fates(conn, [old], "evicted")
+        else:
+            conn.slow = True
+            self.disconnected_slow += 1
+            self.connections_disconnected_slow += 1
+            if self.record_events:
+                self.log_fates(conn, [item], "disconnected_slow")
+            # The writer may be blocked on a socket the client no longer drains: abort the
+            # transport so the stream ends now and the client's retry takes over.
+            if conn.transport is not None:
+                conn.transport.abort()
+            conn.wake()
+
+    # ------------------------------------------------------------------ one connection's writer
+
+    async def write_loop(
+        self, conn: Connection, send: Send, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Hand queued events to the socket one at a time (or ``max_write_batch`` at a time) until the stream ends."""
+        queue = conn.queue
+        record = self.record_events
+        batch = self.max_write_batch
+        while True:
+            if conn.gone or conn.slow:
+                return
+            if queue:
+                if batch == 1 or len(queue) == 1:
+                    items = [queue.popleft()]
+                else:
+                    items = [queue.popleft() for _ in range(min(batch, len(queue)))]
+                body = b"".join(item.frame for item in items) if record else b"".join(items)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                if conn.gone:
+                    # uvicorn drops writes once the peer has left (or the gateway aborted a slow
+                    # stream while this write waited for the socket): they never reached it.
+                    fate: Fate = "disconnected_slow" if conn.slow else "lost_in_buffer"
+                    if conn.slow:
+                        self.disconnected_slow += len(items)
+                    else:
+                        self.lost_in_buffer += len(items)
+                    if record:
+                        self.log_fates(conn, items, fate)
+                    return
+                self.events_out += len(items)
+                if record:
+                    self.log_fates(conn, items, "sent")
+                continue
+            if conn.keepalive_due:
+                conn.keepalive_due = False
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": keepalive_frame(dt.datetime.now(dt.UTC)),
+                        "more_body": True,
+                    }
+                )
+                self.keepalives_out += 1
+                continue
+            if conn.closing:
+                return
+            waiter = loop.create_future()
+            conn.waiter = waiter
+            try:
+                await waiter
+            finally:
+                conn.waiter = None
+
+    def start_keepalives(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+        """Mark a keepalive due on ``conn`` every ``keepalive_interval_s``, until the handle is cancelled."""
+        conn.keepalive_handle = loop.call_later(
+            self.keepalive_interval_s, self._keepalive_tick, conn, loop
+        )
+
+    def _keepalive_tick(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+        # A fixed ticker, like the documented gateway's: keepalives do not wait for idle time.
+        conn.keepalive_due = True
+        conn.wake()
+        conn.keepalive_handle = loop.call_later(
+            self.keepalive_interval_s, self._keepalive_tick, conn, loop
+        )
+
+    def discard_queue(self, conn: Connection) -> None:
+        """Count (and log) what is still queued on a stream that ended, then empty its queue."""
+        queue = conn.queue
+        if not queue:
+            return
+        fate: Fate = "disconnected_slow" if conn.slow else "lost_in_buffer"
+        if conn.slow:
+            self.disconnected_slow += len(queue)
+        else:
+            self.lost_in_buffer += len(queue)
+        if self.record_events:
+            self.log_fates(conn, list(queue), fate)
+        queue.clear()
+
+    def log_fates(self, conn: Connection, items: list[RecordedEvent], fate: Fate) -> None:
+        """Append one :class:`EventFate` per item, stamped now."""
+        now = time.time()
+        self.log.extend(
+            EventFate(
+                conn.id,
+                conn.brand_id,
+                conn.player_id,
+                conn.channel,
+                ev.raw,
+                ev.gateway_at,
+                fate,
+                now,
+            )
+            for ev in items
+        )

@@ -25,27 +25,30 @@ from a counter-based hash, so the loop has no random state of its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numba
 import numpy as np
 
 from .node_stage import node_arrivals
-from .outcomes import Outcome
 from .records import DeliveryRows, row_layout
-from .scenario import OVERFLOW_POLICIES, Scenario
+from .replay_walk import LATEST, MODE_CODES, PUBSUB, STREAM, walk_replay
+from .scenario import Scenario
+from .walk_steps import (
+    DISCONNECTED_SLOW,
+    LOST_DISCONNECTED,
+    LOST_IN_BUFFER,
+    LOST_REDIS_OUTPUT_LIMIT,
+    POLICY_CODES,
+    advance,
+    arrival_instants,
+    flush,
+    overflow,
+    reconnect_at,
+    session_at,
+    writer_may_take,
+)
 from .workload import Workload, sample_row_times, stream_key, stream_rng
-
-DELIVERED = np.int8(Outcome.DELIVERED)
-LOST_DISCONNECTED = np.int8(Outcome.LOST_DISCONNECTED)
-DROPPED_OVERFLOW = np.int8(Outcome.DROPPED_OVERFLOW)
-LOST_IN_BUFFER = np.int8(Outcome.LOST_IN_BUFFER)
-DISCONNECTED_SLOW = np.int8(Outcome.DISCONNECTED_SLOW)
-LOST_REDIS_OUTPUT_LIMIT = np.int8(Outcome.LOST_REDIS_OUTPUT_LIMIT)
-
-POLICY_CODES = {name: i for i, name in enumerate(OVERFLOW_POLICIES)}
-_DROP_NEWEST = POLICY_CODES["drop_newest"]
-_DROP_OLDEST = POLICY_CODES["drop_oldest"]
 
 # Size of the table that reconnects after a slow-client disconnect draw their subscribe
 # latency from (a bootstrap of the scenario's distribution).
@@ -81,6 +84,22 @@ class GatewayParams(NamedTuple):
     reconnect_key: np.uint64  # counter-based random key for those reconnects
 
 
+class ReplayParams(NamedTuple):
+    """What the walk needs under ``stream`` or ``latest`` delivery (see :mod:`sse_sim.replay_walk`)."""
+
+    ev_mode: np.ndarray  # per event: PUBSUB, STREAM or LATEST of its event type
+    ev_type: np.ndarray  # per event: event type code
+    ev_scount: np.ndarray  # per event: stream entries of its player up to and including it
+    has_stream: bool  # some event type is under stream delivery
+    n_latest: int  # event types under latest delivery
+    n_types: int  # event types in the workload
+    history_size: int  # entries kept per player stream
+    history_ttl_s: float  # entries older than this are trimmed (inf: no TTL)
+    max_replay: int  # most entries replayed on one reconnect
+    end_s: float  # end of the run: no (re)subscription is served after it
+    replayed: np.ndarray  # per row, filled: sent on a reconnect rather than live
+
+
 class WalkOutputs(NamedTuple):
     """The per-row arrays the walk fills (see :class:`~sse_sim.records.DeliveryRows`)."""
 
@@ -89,147 +108,6 @@ class WalkOutputs(NamedTuple):
     left_at: np.ndarray  # left buffer or flight: drained, evicted or flushed
     received_at: np.ndarray  # read by the client
     session_id: np.ndarray  # index of the session, -1 if none
-
-
-@numba.njit(cache=True, inline="always")
-def _hash_uniform(key, a, b):  # pragma: no cover - jitted
-    """Uniform in [0, 1) from (key, a, b) by splitmix64: pure, no state."""
-    z = key ^ (np.uint64(a) * np.uint64(0x9E3779B97F4A7C15)) ^ (np.uint64(b) * np.uint64(0xBF58476D1CE4E5B9))
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-# Why the walk unpacks its structures once and its helpers take plain arrays and scalars:
-# numba copies each argument of an inlined function into a variable of its own and counts a
-# reference to every array it holds (an atomic increment, later a decrement), as it does for
-# each array taken out of a tuple. Its pruning pass drops those pairs for a helper whose body
-# is a loop with one way out (``_advance``, ``_session_at``), not for one that branches to
-# several ends. Measured on bench_10m: structures handed to the per-row helpers made the walk
-# 2 to 7 times slower, one branching helper over arrays 1.3 to 1.5 times, unpacking per client
-# 3 % slower, inlining the per-client arrival pass 2 %. So per-row helpers take scalars or are
-# such loops, branching helpers over arrays run only on the rare overflow and cut paths, and
-# the per-client arrival pass is a plain call (a called function borrows its arguments).
-
-
-@numba.njit(cache=True)
-def _arrival_instants(event_id, published_at, hop, node_read_at, gateway_at, r0, r1):  # pragma: no cover
-    """Fill when each of one client's rows reaches the gateway, never before the previous one."""
-    use_node = node_read_at.size > 0
-    prev = -np.inf
-    for r in range(r0, r1):
-        e = event_id[r]
-        if use_node:
-            a = node_read_at[r]
-        else:
-            a = published_at[e] + hop[e]
-        # one TCP stream per subscriber keeps order
-        if a < prev:
-            a = prev
-        if a == a:  # an event lost at the node (NaN) holds nothing back
-            prev = a
-        gateway_at[r] = a
-
-
-@numba.njit(cache=True, inline="always")
-def _session_at(sess_dis, s, s_end, p):  # pragma: no cover - jitted
-    """The client's first session, from ``s`` on, whose connection is still open at ``p`` (``s_end`` if none)."""
-    while s < s_end and sess_dis[s] <= p:
-        s += 1
-    return s
-
-
-@numba.njit(cache=True, inline="always")
-def _advance(t, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done, last_recv, drain, net, outcome, left_at, received_at):  # pragma: no cover
-    """Deliver every event the client finishes reading by ``t``; the writer refills the flight slots."""
-    inflight_cap = flight.size
-    buffer_size = wait.size
-    while n_flight > 0 and head_done <= t:
-        h = flight[f_head]
-        outcome[h] = DELIVERED
-        left_at[h] = head_done
-        # TCP keeps order: an event never overtakes the one before it on the same connection
-        rv = head_done + net[h]
-        if rv < last_recv:
-            rv = last_recv
-        received_at[h] = rv
-        last_recv = rv
-        f_head = (f_head + 1) % inflight_cap
-        n_flight -= 1
-        while n_flight < inflight_cap and n_wait > 0:
-            w = wait[w_head]
-            w_head = (w_head + 1) % buffer_size
-            n_wait -= 1
-            slot = (f_head + n_flight) % inflight_cap
-            flight[slot] = w
-            enter[slot] = head_done
-            n_flight += 1
-        if n_flight > 0:
-            st = enter[f_head] if enter[f_head] > head_done else head_done
-            head_done = st + drain[flight[f_head]]
-        else:
-            head_done = np.inf
-    return f_head, n_flight, w_head, n_wait, head_done, last_recv
-
-
-@numba.njit(cache=True, inline="always")
-def _flush(flight, f_head, n_flight, wait, w_head, n_wait, code, t, outcome, left_at):  # pragma: no cover - jitted
-    """Everything still held by a connection that closes at ``t`` is lost with cause ``code``."""
-    for k in range(n_flight):
-        h = flight[(f_head + k) % flight.size]
-        outcome[h] = code
-        left_at[h] = t
-    for k in range(n_wait):
-        h = wait[(w_head + k) % wait.size]
-        outcome[h] = code
-        left_at[h] = t
-
-
-@numba.njit(cache=True, inline="always")
-def _writer_may_take(same_instant, run_pos, yield_every):  # pragma: no cover - jitted
-    """Whether the writer may take from the queue after this event, and its position in a same-instant run.
-
-    ``same_instant``: the next event reaches the connection at the same instant, so the shared
-    reader is still handing a run over and yields only each ``yield_every`` events (0: at the
-    end of the run).
-    """
-    if same_instant:
-        run_pos += 1
-        can_start = yield_every > 0 and run_pos % yield_every == 0
-    else:
-        run_pos = 0
-        can_start = True
-    if yield_every == 1:
-        can_start = True
-    return can_start, run_pos
-
-
-@numba.njit(cache=True, inline="always")
-def _overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at):  # pragma: no cover - jitted
-    """Row ``r`` meets a full queue at ``arr``: apply the overflow policy; True when it cuts the connection."""
-    cut = False
-    if policy == _DROP_NEWEST:
-        outcome[r] = DROPPED_OVERFLOW
-        left_at[r] = np.nan
-    elif policy == _DROP_OLDEST:
-        old = wait[w_head]
-        outcome[old] = DROPPED_OVERFLOW
-        left_at[old] = arr
-        w_head = (w_head + 1) % wait.size
-        wait[(w_head + n_wait - 1) % wait.size] = r
-    else:  # disconnect: close the slow connection, the client retries later
-        outcome[r] = DISCONNECTED_SLOW
-        cut = True
-    return w_head, cut
-
-
-@numba.njit(cache=True, inline="always")
-def _reconnect_at(t, c, n_cuts, sub_table, gw):  # pragma: no cover - jitted
-    """When client ``c``, cut for the ``n_cuts``-th time at ``t``, is subscribed again."""
-    u = _hash_uniform(gw.reconnect_key, c, 2 * n_cuts)
-    j = int(_hash_uniform(gw.reconnect_key, c, 2 * n_cuts + 1) * sub_table.size)
-    return t + gw.retry_delay_s + u * gw.retry_jitter_s + sub_table[j]
 
 
 @numba.njit(cache=True)
@@ -274,7 +152,7 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
         r1 = row_off[c + 1]
         if r1 == r0:
             continue
-        _arrival_instants(event_id, published_at, hop, node_read_at, gateway_at, r0, r1)
+        arrival_instants(event_id, published_at, hop, node_read_at, gateway_at, r0, r1)
         s = sess_off[c]
         s_end = sess_off[c + 1]
         w_head = 0
@@ -296,11 +174,11 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
             #    finishes before the close, flush the rest.
             t_now = arr if arr == arr else p
             if conn >= 0 and conn_end <= t_now:
-                f_head, n_flight, w_head, n_wait, head_done, last_recv = _advance(
+                f_head, n_flight, w_head, n_wait, head_done, last_recv = advance(
                     conn_end, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done,
                     last_recv, drain, net, outcome, left_at, received_at,
                 )
-                _flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
+                flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
                 n_flight = 0
                 n_wait = 0
                 head_done = np.inf
@@ -313,7 +191,7 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
                 session_id[r] = -1
                 continue
             # 3. subscription active at publish time?
-            s = _session_at(sess_dis, s, s_end, p)
+            s = session_at(sess_dis, s, s_end, p)
             if s >= s_end or sess_sub[s] > p or p < down_until:
                 outcome[r] = LOST_DISCONNECTED
                 gateway_at[r] = np.nan
@@ -333,25 +211,25 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
                 outcome[r] = LOST_IN_BUFFER
                 continue
             # 4. deliver everything the client finished reading by now
-            f_head, n_flight, w_head, n_wait, head_done, last_recv = _advance(
+            f_head, n_flight, w_head, n_wait, head_done, last_recv = advance(
                 arr, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done,
                 last_recv, drain, net, outcome, left_at, received_at,
             )
             # 5. may the writer take from the queue after this event? (reader yields)
             same_instant = r + 1 < r1 and gateway_at[r + 1] == arr
-            can_start, run_pos = _writer_may_take(same_instant, run_pos, yield_every)
+            can_start, run_pos = writer_may_take(same_instant, run_pos, yield_every)
             # 6. enqueue, or apply the overflow policy
             if n_wait < buffer_size:
                 wait[(w_head + n_wait) % buffer_size] = r
                 n_wait += 1
             else:
-                w_head, cut = _overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at)
+                w_head, cut = overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at)
                 if cut:
-                    _flush(flight, f_head, n_flight, wait, w_head, n_wait, DISCONNECTED_SLOW, arr, outcome, left_at)
+                    flush(flight, f_head, n_flight, wait, w_head, n_wait, DISCONNECTED_SLOW, arr, outcome, left_at)
                     n_flight = 0
                     n_wait = 0
                     head_done = np.inf
-                    down_until = _reconnect_at(arr, c, n_cuts, sub_table, gw)
+                    down_until = reconnect_at(arr, c, n_cuts, sub_table, gw)
                     n_cuts += 1
                     conn = -1
                     continue
@@ -370,19 +248,27 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
             if held > max_held:
                 max_held = held
         # end of the run: the last connection stays open unless it was scripted to close
-        f_head, n_flight, w_head, n_wait, head_done, last_recv = _advance(
+        f_head, n_flight, w_head, n_wait, head_done, last_recv = advance(
             conn_end, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done,
             last_recv, drain, net, outcome, left_at, received_at,
         )
-        _flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
+        flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
     return max_held
 
 
-def run_engine(scenario: Scenario, w: Workload, progress: Callable[[int], None] | None = None) -> DeliveryRows:
+def run_engine(
+    scenario: Scenario,
+    w: Workload,
+    progress: Callable[[int], None] | None = None,
+    *,
+    walk: Literal["auto", "replay"] = "auto",
+) -> DeliveryRows:
     """Simulate every (event, client) delivery attempt of a workload under a scenario's gateway.
 
     ``progress``, if given, is called with the number of rows just simulated, in chunks of
-    clients (for a progress bar); the result does not depend on it.
+    clients (for a progress bar); the result does not depend on it. ``walk="replay"`` takes the
+    stream/latest walk even when every event type is under pub/sub, where it gives the same
+    rows as the plain walk (a test checks it).
     """
     row_off, event_id, client_id = row_layout(w.player_offsets, w.clients_per_player)
     n_rows = event_id.size
@@ -424,11 +310,15 @@ def run_engine(scenario: Scenario, w: Workload, progress: Callable[[int], None] 
         received_at=np.full(n_rows, np.nan),
         session_id=np.empty(n_rows, np.int32),
     )
+    rp = replay_params(scenario, w, n_rows, always=walk == "replay")
     n_clients = w.n_clients
     step = n_clients if progress is None else max(n_clients // 50, 1)
     for c_lo in range(0, n_clients, step):
         c_hi = min(c_lo + step, n_clients)
-        _walk(inp, gw, out, c_lo, c_hi)
+        if rp is None:
+            _walk(inp, gw, out, c_lo, c_hi)
+        else:
+            walk_replay(inp, gw, rp, out, c_lo, c_hi)
         if progress is not None:
             progress(int(row_off[c_hi] - row_off[c_lo]))
     return DeliveryRows(
@@ -439,7 +329,35 @@ def run_engine(scenario: Scenario, w: Workload, progress: Callable[[int], None] 
         left_at=out.left_at,
         received_at=out.received_at,
         session_id=out.session_id,
+        replayed=None if rp is None else rp.replayed,
     )
 
 
-__all__ = ["run_engine", "POLICY_CODES", "WalkInputs", "GatewayParams", "WalkOutputs"]
+def replay_params(scenario: Scenario, w: Workload, n_rows: int, always: bool = False) -> ReplayParams | None:
+    """The replay walk's inputs, or None when every event type is under pub/sub (the plain walk) unless ``always``."""
+    d = scenario.delivery
+    modes = np.array([MODE_CODES[d.mode_of(t)] for t in w.event_types] or [PUBSUB], np.int8)
+    if not always and not (modes != PUBSUB).any():
+        return None
+    ev_mode = modes[w.event_type_code]
+    is_stream = (ev_mode == STREAM).astype(np.int64)
+    cum = np.cumsum(is_stream)
+    # entries of the player's stream up to and including each event (events are grouped by player)
+    before = np.concatenate(([0], cum))[w.player_offsets[:-1]]
+    ev_scount = cum - np.repeat(before, np.diff(w.player_offsets))
+    return ReplayParams(
+        ev_mode=ev_mode,
+        ev_type=w.event_type_code.astype(np.int64),
+        ev_scount=ev_scount,
+        has_stream=bool(is_stream.any()),
+        n_latest=int((modes == LATEST).sum()),
+        n_types=int(modes.size),
+        history_size=int(d.history_size),
+        history_ttl_s=float(d.history_ttl_s) if d.history_ttl_s is not None else np.inf,
+        max_replay=int(d.max_replay),
+        end_s=float(w.duration_s),
+        replayed=np.zeros(n_rows, np.bool_),
+    )
+
+
+__all__ = ["run_engine", "replay_params", "POLICY_CODES", "WalkInputs", "GatewayParams", "WalkOutputs", "ReplayParams"]

@@ -20,6 +20,8 @@ def summarize(records: pd.DataFrame, duration_s: float) -> pd.Series:
     counts = np.bincount(codes, minlength=len(OUTCOME_LABELS))
     attempts = int(codes.size)
     delivered = int(counts[Outcome.DELIVERED])
+    superseded = int(counts[Outcome.SUPERSEDED])
+    replayed = int((records["replayed"].to_numpy() & (codes == Outcome.DELIVERED)).sum()) if "replayed" in records else 0
     published = int(records["event_id"].nunique()) if attempts else 0
     lat = records["latency_s"].to_numpy()
     lat = lat[~np.isnan(lat)]
@@ -33,8 +35,10 @@ def summarize(records: pd.DataFrame, duration_s: float) -> pd.Series:
         "published_n": published,
         "attempts_n": attempts,
         "delivered_n": delivered,
-        "lost_n": attempts - delivered,
-        "loss_rate": (attempts - delivered) / denom,
+        "lost_n": attempts - delivered - superseded,
+        "loss_rate": (attempts - delivered - superseded) / denom,
+        "superseded_n": superseded,
+        "replayed_n": replayed,
     }
     for i, cause in enumerate(OUTCOME_LABELS):
         if cause in LOSS_CAUSES:
@@ -72,6 +76,7 @@ def throughput(records: pd.DataFrame, duration_s: float, bin_s: float = 1.0) -> 
         "bin_s": np.full(n_bins, float(bin_s)),
         "published_n": grid.sum(axis=1).astype(np.int64),
         "delivered_n": grid[:, Outcome.DELIVERED].astype(np.int64),
+        "superseded_n": grid[:, Outcome.SUPERSEDED].astype(np.int64),
     }
     for i, cause in enumerate(OUTCOME_LABELS):
         if cause in LOSS_CAUSES:

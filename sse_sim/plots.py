@@ -46,6 +46,9 @@ OUTCOME_COLORS: dict[str, str] = {
     "lost_in_buffer": "#ff7f0e",
     "disconnected_slow": "#9467bd",
     "lost_redis_output_limit": "#8c564b",
+    "lost_history_expired": "#e377c2",
+    "lost_connection_limit": "#17becf",
+    "superseded": "#bcbd22",
 }
 
 # Figures for files are built without pyplot, so writing PNGs never opens a GUI window nor

@@ -45,7 +45,8 @@ RECORDS: tuple[Column, ...] = (
     Column("left_at", "float64", "s", "When it left the connection's buffer: read by the client, evicted, or flushed by a disconnect; NaN if it never entered."),
     Column("received_at", "float64", "s", "When the client received it; NaN unless delivered."),
     Column("latency_s", "float64", "s", "received_at - published_at; NaN unless delivered."),
-    Column("outcome", "category", "", "delivered, or the loss cause: " + ", ".join(LOSS_CAUSES) + "."),
+    Column("outcome", "category", "", "delivered, superseded (delivery latest: a newer value replaced it) or the loss cause: " + ", ".join(LOSS_CAUSES) + "."),
+    Column("replayed", "bool", "", "Delivery stream or latest: sent on a reconnect from the player's history or latest-value cache, not live."),
     Column("session_id", "int32", "", "Index of the client's connection session in the workload; -1 when not connected."),
 )
 
@@ -53,8 +54,10 @@ SUMMARY: tuple[Column, ...] = (
     Column("published_n", "int64", "events", "Events published."),
     Column("attempts_n", "int64", "rows", "(event, client) delivery attempts: published events times clients per player."),
     Column("delivered_n", "int64", "rows", "Attempts delivered."),
-    Column("lost_n", "int64", "rows", "Attempts not delivered, all causes."),
+    Column("lost_n", "int64", "rows", "Attempts not delivered, all loss causes (superseded is not a loss)."),
     Column("loss_rate", "float64", "fraction", "lost_n / attempts_n."),
+    Column("superseded_n", "int64", "rows", "Attempts replaced by a newer value of the same event type before the client read them (delivery latest)."),
+    Column("replayed_n", "int64", "rows", "Delivered attempts sent on a reconnect from history or the latest-value cache (included in delivered_n)."),
     *(Column(f"loss_rate_{c}", "float64", "fraction", f"Share of attempts lost as {c}.") for c in LOSS_CAUSES),
     Column("latency_p50_s", "float64", "s", "Median latency of delivered attempts."),
     Column("latency_p95_s", "float64", "s", "95th percentile latency."),
@@ -71,6 +74,7 @@ THROUGHPUT: tuple[Column, ...] = (
     Column("bin_s", "float64", "s", "Width of the bin."),
     Column("published_n", "int64", "events", "Attempts whose event was published in the bin."),
     Column("delivered_n", "int64", "events", "Attempts published in the bin that were delivered."),
+    Column("superseded_n", "int64", "events", "Attempts published in the bin replaced by a newer value before being read (delivery latest)."),
     *(Column(f"{c}_n", "int64", "events", f"Attempts published in the bin lost as {c}.") for c in LOSS_CAUSES),
     Column("received_n", "int64", "events", "Deliveries received in the bin (by received_at)."),
     Column("received_per_s", "float64", "events/s", "received_n / bin_s."),
@@ -106,6 +110,7 @@ class DeliveryRows:
     left_at: np.ndarray
     received_at: np.ndarray
     session_id: np.ndarray
+    replayed: np.ndarray | None = None  # per row: sent on a reconnect, not live (None: all live)
 
 
 @numba.njit(cache=True)
@@ -188,6 +193,7 @@ def records_frame(w: Workload, out: DeliveryRows) -> pd.DataFrame:
         "received_at": received_at,
         "latency_s": latency,
         "outcome": outcome_categorical(out.outcome),
+        "replayed": np.zeros(event_id.size, np.bool_) if out.replayed is None else np.ascontiguousarray(out.replayed, dtype=np.bool_),
         "session_id": np.ascontiguousarray(out.session_id, dtype=np.int32),
     }
     return pd.DataFrame({c.name: data[c.name] for c in RECORDS}, copy=False)

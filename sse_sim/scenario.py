@@ -248,6 +248,38 @@ class DisconnectsConfig(_Strict):
     retry_jitter_s: float = Field(default=0.0, ge=0)
 
 
+DeliveryMode = Literal["pubsub", "stream", "latest"]
+DELIVERY_MODES: tuple[str, ...] = typing.get_args(DeliveryMode)
+
+
+class DeliveryConfig(_Strict):
+    """How events reach a client that was away: at most once, replayed from history, or conflated to the latest."""
+
+    mode: DeliveryMode = Field(
+        default="pubsub",
+        description="pubsub: at most once (the documented gateway); stream: a per-player history replayed "
+        "after Last-Event-ID on reconnect; latest: only the newest pending value per event type.",
+    )
+    history_size: int = Field(default=100, ge=1, description="stream: entries kept per player channel (XADD MAXLEN ~).")
+    history_ttl_s: float | None = Field(
+        default=None, gt=0, description="stream: entries older than this are trimmed (MINID); null = no TTL."
+    )
+    max_replay: int = Field(default=300, ge=1, description="stream: most entries replayed on one reconnect.")
+    retry_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="The `retry:` field the gateway sends: the reconnect delay of every browser; null = each "
+        "browser's default.",
+    )
+    event_types: dict[str, DeliveryMode] = Field(
+        default_factory=dict, description="Per event type override of mode, e.g. {gamification_balance_update: latest}."
+    )
+
+    def mode_of(self, event_type: str) -> str:
+        """The delivery mode of one event type."""
+        return self.event_types.get(event_type, self.mode)
+
+
 class Scenario(_Strict):
     """A whole experiment: who publishes what to whom, through which gateway, and what goes wrong."""
 
@@ -260,6 +292,7 @@ class Scenario(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     clients: ClientsConfig = Field(default_factory=ClientsConfig)
     disconnects: DisconnectsConfig = Field(default_factory=DisconnectsConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str | None = PrivateAttr(default=None)
@@ -280,6 +313,12 @@ class Scenario(_Strict):
                         f"disconnects.windows[{i}].clients has {bad[:5]}, but there are only "
                         f"{self.population.n_clients} clients (allowed: 0..{self.population.n_clients - 1})"
                     )
+        unknown = sorted(set(self.delivery.event_types) - set(self.event_types))
+        if unknown:
+            raise ValueError(
+                f"delivery.event_types names {unknown}, which no publisher publishes "
+                f"(allowed: {', '.join(self.event_types)})"
+            )
         return self
 
     @property
@@ -454,6 +493,8 @@ __all__ = [
     "ClientsConfig",
     "DisconnectsConfig",
     "DisconnectWindow",
+    "DeliveryConfig",
+    "DELIVERY_MODES",
     "Flaps",
     "MassDrop",
     "OVERFLOW_POLICIES",

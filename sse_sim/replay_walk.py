@@ -1,0 +1,423 @@
+"""The walk under ``stream`` and ``latest`` delivery: what a reconnecting client is sent, and conflation.
+
+The pub/sub walk in :mod:`sse_sim.engine` can decide each row when it reaches it. Here a
+(re)subscription is an event of its own: at that instant the gateway sends, before any live
+event, what the client missed:
+
+* ``stream`` event types: the client's ``Last-Event-ID`` is the last stream event it read; the
+  entries after it that the player's history still holds (``history_size`` newest entries
+  published so far, and not older than ``history_ttl_s``) are replayed oldest first, at most
+  the ``max_replay`` newest of them. The others of the gap are ``lost_history_expired``. A client
+  that never read a stream event sends no ``Last-Event-ID`` and gets no replay, as a browser's
+  EventSource does.
+* ``latest`` event types: the newest value of each type published before the subscription,
+  from the cache key, unless the client already read it; the older values it missed are
+  ``superseded``.
+
+A replay is written straight to the connection, as Mercure and Centrifugo do: it is not held
+to ``buffer_size`` (a replay of 300 would otherwise overflow a 50-event queue at once), and the
+live events that arrive meanwhile queue behind it. Live ``latest`` events replace a pending
+value of the same type in the queue, in its place, and the replaced one is ``superseded``.
+
+With every event type under ``pubsub`` this walk gives the engine's pub/sub walk, row for row
+(a test checks it on every shipped scenario).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .outcomes import Outcome
+from .walk_steps import (
+    DELIVERED,
+    DISCONNECTED_SLOW,
+    LOST_DISCONNECTED,
+    LOST_IN_BUFFER,
+    LOST_REDIS_OUTPUT_LIMIT,
+    arrival_instants,
+    flush,
+    overflow,
+    reconnect_at,
+    writer_may_take,
+)
+
+#: Delivery mode codes per event, as the walk reads them.
+PUBSUB, STREAM, LATEST = 0, 1, 2
+MODE_CODES = {"pubsub": PUBSUB, "stream": STREAM, "latest": LATEST}
+
+LOST_HISTORY_EXPIRED = np.int8(Outcome.LOST_HISTORY_EXPIRED)
+SUPERSEDED = np.int8(Outcome.SUPERSEDED)
+
+
+@numba.njit(cache=True)
+def _advance_replay(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv, drain, net, outcome, left_at, received_at):  # pragma: no cover
+    """Deliver every event the client finishes reading by ``t``; the writer refills from the replay, then the queue."""
+    inflight_cap = flight.size
+    buffer_size = wait.size
+    while n_flight > 0 and head_done <= t:
+        h = flight[f_head]
+        outcome[h] = DELIVERED
+        left_at[h] = head_done
+        # TCP keeps order: an event never overtakes the one before it on the same connection
+        rv = head_done + net[h]
+        if rv < last_recv:
+            rv = last_recv
+        received_at[h] = rv
+        last_recv = rv
+        f_head = (f_head + 1) % inflight_cap
+        n_flight -= 1
+        while n_flight < inflight_cap and (n_rep > 0 or n_wait > 0):
+            if n_rep > 0:
+                w = rep[p_head]
+                p_head += 1
+                n_rep -= 1
+            else:
+                w = wait[w_head]
+                w_head = (w_head + 1) % buffer_size
+                n_wait -= 1
+            slot = (f_head + n_flight) % inflight_cap
+            flight[slot] = w
+            enter[slot] = head_done
+            n_flight += 1
+        if n_flight > 0:
+            st = enter[f_head] if enter[f_head] > head_done else head_done
+            head_done = st + drain[flight[f_head]]
+        else:
+            head_done = np.inf
+    return f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv
+
+
+@numba.njit(cache=True)
+def _missed(r0, r, ts, session, event_id, published_at, ev_mode, ev_type, ev_scount, has_stream, n_latest, history_size, ttl, max_replay, outcome, gateway_at, left_at, received_at, session_id, replayed, rep, type_state):  # pragma: no cover
+    """What a client subscribing at ``ts`` is sent first: fill ``rep`` with those rows in order, return how many.
+
+    Rows ``r0:r`` are the client's rows published before ``ts``, every one with its outcome
+    decided. Marks the gap's rows that are not sent ``lost_history_expired`` (stream) or
+    ``superseded`` (latest).
+    """
+    n = 0
+    if has_stream:
+        # Last-Event-ID: the last stream event the client read
+        last_id = -1
+        j = r - 1
+        while j >= r0:
+            if ev_mode[event_id[j]] == STREAM and outcome[j] == DELIVERED:
+                last_id = j
+                break
+            j -= 1
+        if last_id >= 0:
+            entries_now = ev_scount[event_id[r - 1]]
+            n_stream = 0
+            # newest first: once an entry is trimmed, every older one is too
+            for j in range(r - 1, last_id, -1):
+                e = event_id[j]
+                if ev_mode[e] != STREAM or outcome[j] == DELIVERED:
+                    continue
+                kept = entries_now - ev_scount[e] < history_size and published_at[e] > ts - ttl
+                if kept and n_stream < max_replay:
+                    rep[n] = j
+                    n += 1
+                    n_stream += 1
+                else:
+                    outcome[j] = LOST_HISTORY_EXPIRED
+    if n_latest > 0:
+        type_state[:] = 0  # 0: newest not met yet, 1: newest met, 2: the client has read one
+        done = 0
+        j = r - 1
+        while j >= r0 and done < n_latest:
+            e = event_id[j]
+            if ev_mode[e] == LATEST:
+                k = ev_type[e]
+                if type_state[k] != 2:
+                    if outcome[j] == DELIVERED:
+                        type_state[k] = 2
+                        done += 1
+                    elif type_state[k] == 0:
+                        rep[n] = j  # the cached value
+                        n += 1
+                        type_state[k] = 1
+                    else:
+                        outcome[j] = SUPERSEDED
+            j -= 1
+    if n > 1:
+        rep[:n] = np.sort(rep[:n])
+    for k in range(n):
+        j = rep[k]
+        gateway_at[j] = ts
+        left_at[j] = np.nan
+        received_at[j] = np.nan
+        session_id[j] = session
+        replayed[j] = True
+    return n
+
+
+@numba.njit(cache=True)
+def _conflate(r, arr, ev_type, event_id, wait, w_head, n_wait, outcome, left_at):  # pragma: no cover
+    """A live ``latest`` row takes the place of a pending value of its type; True if it did."""
+    k = ev_type[event_id[r]]
+    for i in range(n_wait):
+        slot = (w_head + i) % wait.size
+        old = wait[slot]
+        if ev_type[event_id[old]] == k:
+            outcome[old] = SUPERSEDED
+            left_at[old] = arr
+            wait[slot] = r
+            return True
+    return False
+
+
+@numba.njit(cache=True)
+def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
+    """Walk clients ``c_lo:c_hi`` under stream/latest delivery; fills ``out`` like the pub/sub walk.
+
+    ``rp`` is a :class:`~sse_sim.engine.ReplayParams`. Returns the greatest number of events
+    held by any connection at once (queue, flight and replay).
+    """
+    row_off = inp.row_off
+    event_id = inp.event_id
+    published_at = inp.published_at
+    node_read_at = inp.node_read_at
+    node_lost = inp.node_lost
+    sess_off = inp.sess_off
+    sess_sub = inp.sess_sub
+    sess_dis = inp.sess_dis
+    drain = inp.drain
+    net = inp.net
+    outcome = out.outcome
+    gateway_at = out.gateway_at
+    left_at = out.left_at
+    received_at = out.received_at
+    session_id = out.session_id
+    replayed = rp.replayed
+    ev_mode = rp.ev_mode
+    ev_type = rp.ev_type
+    buffer_size = gw.buffer_size
+    inflight_cap = gw.inflight_cap
+    policy = gw.policy
+    yield_every = gw.yield_every
+    use_node = node_read_at.size > 0
+    wait = np.empty(buffer_size, np.int64)
+    flight = np.empty(inflight_cap, np.int64)
+    enter = np.empty(inflight_cap, np.float64)
+    rep = np.empty(rp.max_replay + rp.n_types + 1, np.int64)
+    type_state = np.zeros(rp.n_types, np.int8)
+    max_held = 0
+    for c in range(c_lo, c_hi):
+        r0 = row_off[c]
+        r1 = row_off[c + 1]
+        if r1 == r0:
+            continue
+        arrival_instants(event_id, published_at, inp.hop, node_read_at, gateway_at, r0, r1)
+        s_end = sess_off[c + 1]
+        # the next (re)subscription: its instant and session
+        nxt = sess_off[c]
+        pend_t = np.inf
+        pend_s = -1
+        while nxt < s_end:
+            if sess_sub[nxt] < sess_dis[nxt]:
+                pend_t = sess_sub[nxt]
+                pend_s = nxt
+                nxt += 1
+                break
+            nxt += 1
+        conn = -1  # the session whose connection is open (subscribed), -1 if none
+        conn_from = np.inf  # when it subscribed
+        conn_end = np.inf
+        prev_s = -1  # the last connection closed: its session, subscription and close instants
+        prev_from = np.inf
+        prev_end = -np.inf
+        last_sess = -1
+        down_until = -np.inf
+        n_cuts = 0
+        w_head = 0
+        n_wait = 0
+        f_head = 0
+        n_flight = 0
+        p_head = 0
+        n_rep = 0
+        head_done = np.inf
+        last_recv = -np.inf
+        run_pos = 0
+        r = r0
+        while True:
+            if r < r1:
+                p = published_at[event_id[r]]
+                arr = gateway_at[r]
+                t_now = arr if arr == arr else p
+            else:
+                p = np.inf
+                arr = np.inf
+                t_now = np.inf
+            # 1. the open connection closed before this arrival (or before the next subscription):
+            #    drain what finishes before the close, flush the rest
+            t_close = t_now if t_now < pend_t else pend_t
+            if conn >= 0 and conn_end <= t_close:
+                f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv = _advance_replay(
+                    conn_end, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep,
+                    head_done, last_recv, drain, net, outcome, left_at, received_at,
+                )
+                flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
+                for k in range(n_rep):
+                    outcome[rep[p_head + k]] = LOST_IN_BUFFER
+                    left_at[rep[p_head + k]] = conn_end
+                n_flight = 0
+                n_wait = 0
+                n_rep = 0
+                head_done = np.inf
+                prev_s = conn
+                prev_from = conn_from
+                prev_end = conn_end
+                conn = -1
+            # 2. a (re)subscription at or before this publish: send what the client missed first
+            if pend_t <= p and (r < r1 or pend_t < rp.end_s):
+                ts = pend_t
+                s = pend_s
+                if conn >= 0:
+                    # sessions do not overlap; should one start before the last closed, the
+                    # old connection's events are lost with it
+                    flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, ts, outcome, left_at)
+                    for k in range(n_rep):
+                        outcome[rep[p_head + k]] = LOST_IN_BUFFER
+                        left_at[rep[p_head + k]] = ts
+                if s != last_sess:
+                    last_recv = -np.inf  # a new TCP stream
+                conn = s
+                conn_from = ts
+                last_sess = s
+                conn_end = sess_dis[s]
+                w_head = 0
+                n_wait = 0
+                f_head = 0
+                n_flight = 0
+                n_rep = _missed(
+                    r0, r, ts, s, event_id, published_at, ev_mode, ev_type, rp.ev_scount, rp.has_stream,
+                    rp.n_latest, rp.history_size, rp.history_ttl_s, rp.max_replay, outcome, gateway_at,
+                    left_at, received_at, session_id, replayed, rep, type_state,
+                )
+                p_head = 0
+                while n_flight < inflight_cap and n_rep > 0:
+                    flight[n_flight] = rep[p_head]
+                    enter[n_flight] = ts
+                    p_head += 1
+                    n_rep -= 1
+                    n_flight += 1
+                head_done = ts + drain[flight[0]] if n_flight > 0 else np.inf
+                if n_flight + n_rep > max_held:
+                    max_held = n_flight + n_rep
+                # the next subscription: the following session with one
+                pend_t = np.inf
+                pend_s = -1
+                while nxt < s_end:
+                    st = sess_sub[nxt] if sess_sub[nxt] > down_until else down_until
+                    if st < sess_dis[nxt]:
+                        pend_t = st
+                        pend_s = nxt
+                        nxt += 1
+                        break
+                    nxt += 1
+                continue
+            if r >= r1:
+                break
+            # 3. Redis dropped it with the node's subscriber
+            if use_node and node_lost[r]:
+                outcome[r] = LOST_REDIS_OUTPUT_LIMIT
+                gateway_at[r] = np.nan
+                session_id[r] = -1
+                r += 1
+                continue
+            # 4. subscription active at publish time?
+            if conn < 0 and prev_s >= 0 and prev_from <= p < prev_end:
+                # subscribed at publish, but the connection closed before the event got there
+                session_id[r] = prev_s
+                outcome[r] = LOST_IN_BUFFER
+                r += 1
+                continue
+            if conn < 0 or p >= conn_end:
+                outcome[r] = LOST_DISCONNECTED
+                gateway_at[r] = np.nan
+                session_id[r] = -1
+                r += 1
+                continue
+            session_id[r] = conn
+            if conn_end <= arr:
+                # subscribed at publish, but the connection closed before the event got there
+                outcome[r] = LOST_IN_BUFFER
+                r += 1
+                continue
+            # 5. deliver everything the client finished reading by now
+            f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv = _advance_replay(
+                arr, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep,
+                head_done, last_recv, drain, net, outcome, left_at, received_at,
+            )
+            same_instant = r + 1 < r1 and gateway_at[r + 1] == arr
+            can_start, run_pos = writer_may_take(same_instant, run_pos, yield_every)
+            # 6. conflate, enqueue, or apply the overflow policy
+            if ev_mode[event_id[r]] == LATEST and n_wait > 0 and _conflate(r, arr, ev_type, event_id, wait, w_head, n_wait, outcome, left_at):
+                pass
+            elif n_wait < buffer_size:
+                wait[(w_head + n_wait) % buffer_size] = r
+                n_wait += 1
+            else:
+                w_head, cut = overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at)
+                if cut:
+                    flush(flight, f_head, n_flight, wait, w_head, n_wait, DISCONNECTED_SLOW, arr, outcome, left_at)
+                    for k in range(n_rep):
+                        outcome[rep[p_head + k]] = DISCONNECTED_SLOW
+                        left_at[rep[p_head + k]] = arr
+                    n_flight = 0
+                    n_wait = 0
+                    n_rep = 0
+                    head_done = np.inf
+                    down_until = reconnect_at(arr, c, n_cuts, inp.sub_table, gw)
+                    n_cuts += 1
+                    # the client comes back within this session if it is still open then,
+                    # otherwise with the next session that outlasts the delay
+                    nxt = conn
+                    conn = -1
+                    pend_t = np.inf
+                    pend_s = -1
+                    while nxt < s_end:
+                        st = sess_sub[nxt] if sess_sub[nxt] > down_until else down_until
+                        if st < sess_dis[nxt]:
+                            pend_t = st
+                            pend_s = nxt
+                            nxt += 1
+                            break
+                        nxt += 1
+                    r += 1
+                    continue
+            if can_start:
+                while n_flight < inflight_cap and (n_rep > 0 or n_wait > 0):
+                    if n_rep > 0:
+                        w = rep[p_head]
+                        p_head += 1
+                        n_rep -= 1
+                    else:
+                        w = wait[w_head]
+                        w_head = (w_head + 1) % buffer_size
+                        n_wait -= 1
+                    slot = (f_head + n_flight) % inflight_cap
+                    flight[slot] = w
+                    enter[slot] = arr
+                    n_flight += 1
+                    if n_flight == 1:
+                        head_done = arr + drain[w]
+            held = n_flight + n_wait + n_rep
+            if held > max_held:
+                max_held = held
+            r += 1
+        # end of the run: the last connection stays open unless it was scripted to close
+        if conn >= 0:
+            f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv = _advance_replay(
+                conn_end, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep,
+                head_done, last_recv, drain, net, outcome, left_at, received_at,
+            )
+            flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
+            for k in range(n_rep):
+                outcome[rep[p_head + k]] = LOST_IN_BUFFER
+                left_at[rep[p_head + k]] = conn_end
+    return max_held
+
+
+__all__ = ["walk_replay", "MODE_CODES", "PUBSUB", "STREAM", "LATEST"]

@@ -146,6 +146,37 @@ def report_engine_only(repeats: int, simpy_fraction: float) -> None:
         )
 
 
+def delivery_modes(repeats: int) -> None:
+    """Print run_engine's rate on bench_10m under pubsub, stream and latest delivery, with their ratios.
+
+    The three run on the same prebuilt workload in this process, interleaved, best of
+    ``repeats`` each, so the ratio is not the machine's noise.
+    """
+    sc = load_scenario(SCENARIO)
+    variants = {
+        "pubsub": sc,
+        "stream": sc.with_overrides({"delivery.mode": "stream", "delivery.history_size": 100}),
+        "stream+latest": sc.with_overrides(
+            {"delivery.mode": "stream", "delivery.event_types": {"gamification_balance_update": "latest"}}
+        ),
+    }
+    small = build_workload(sc.with_overrides({"duration_s": 1.0}), 0)
+    for v in variants.values():
+        run_engine(v, small)  # compile / load the numba cache
+    w = build_workload(sc, 0)
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(repeats):
+        for name, v in variants.items():
+            t0 = time.perf_counter()
+            run_engine(v, w)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    print(f"delivery modes on {SCENARIO.name} (run_engine alone, best of {repeats}):")
+    for name, t in best.items():
+        print(
+            f"  {name:<14} {w.n_events / t / 1e6:8.2f} M events/s   time vs pubsub {t / best['pubsub']:5.2f} x"
+        )
+
+
 def report(title: str, m: dict[str, float]) -> None:
     print(title)
     print(
@@ -175,7 +206,15 @@ def main() -> None:
         action="store_true",
         help="Time run_engine alone on bench_10m and mm1k (workload built beforehand).",
     )
+    parser.add_argument(
+        "--delivery",
+        action="store_true",
+        help="Time run_engine on bench_10m under pubsub, stream and latest delivery, and their ratios.",
+    )
     args = parser.parse_args()
+    if args.delivery:
+        delivery_modes(args.repeats)
+        return
     if args.engine_only:
         report_engine_only(args.repeats, args.simpy_fraction)
         return

@@ -33,9 +33,10 @@ import numpy as np
 from .node_stage import node_arrivals
 from .records import DeliveryRows, row_layout
 from .replay_walk import LATEST, MODE_CODES, PUBSUB, STREAM, walk_replay
-from .scenario import Scenario
+from .scenario import HTTP1_CONNECTIONS_PER_ORIGIN, Scenario
 from .walk_steps import (
     DISCONNECTED_SLOW,
+    LOST_CONNECTION_LIMIT,
     LOST_DISCONNECTED,
     LOST_IN_BUFFER,
     LOST_REDIS_OUTPUT_LIMIT,
@@ -48,7 +49,7 @@ from .walk_steps import (
     session_at,
     writer_may_take,
 )
-from .workload import Workload, sample_row_times, stream_key, stream_rng
+from .workload import Workload, sample_row_times, slow_client_retry_s, stream_key, stream_rng
 
 # Size of the table that reconnects after a slow-client disconnect draw their subscribe
 # latency from (a bootstrap of the scenario's distribution).
@@ -70,6 +71,7 @@ class WalkInputs(NamedTuple):
     drain: np.ndarray  # per row: time the client takes to read it
     net: np.ndarray  # per row: network latency from gateway to client
     sub_table: np.ndarray  # subscribe latencies for reconnects after a slow-client cut
+    client_retry: np.ndarray  # per client: reconnect delay after a slow-client cut
 
 
 class GatewayParams(NamedTuple):
@@ -79,7 +81,6 @@ class GatewayParams(NamedTuple):
     inflight_cap: int  # 1 + socket_buffer_events: taken by the writer, not yet read
     policy: int  # overflow policy, a value of POLICY_CODES
     yield_every: int  # reader_yield_every (0: the writer waits for the end of a same-instant run)
-    retry_delay_s: float  # reconnect delay after a slow-client disconnect
     retry_jitter_s: float  # uniform jitter added to it
     reconnect_key: np.uint64  # counter-based random key for those reconnects
 
@@ -229,7 +230,7 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
                     n_flight = 0
                     n_wait = 0
                     head_done = np.inf
-                    down_until = reconnect_at(arr, c, n_cuts, sub_table, gw)
+                    down_until = reconnect_at(arr, c, n_cuts, inp.client_retry[c], sub_table, gw)
                     n_cuts += 1
                     conn = -1
                     continue
@@ -292,6 +293,7 @@ def run_engine(
         drain=drain,
         net=net,
         sub_table=sub_table,
+        client_retry=slow_client_retry_s(scenario, w),
     )
     g = scenario.gateway
     gw = GatewayParams(
@@ -299,7 +301,6 @@ def run_engine(
         inflight_cap=int(1 + scenario.clients.socket_buffer_events),
         policy=int(POLICY_CODES[g.overflow_policy]),
         yield_every=int(g.reader_yield_every),
-        retry_delay_s=float(scenario.disconnects.retry_delay_s),
         retry_jitter_s=float(scenario.disconnects.retry_jitter_s),
         reconnect_key=stream_key(w.seed, "reconnect_delay"),
     )
@@ -321,6 +322,7 @@ def run_engine(
             walk_replay(inp, gw, rp, out, c_lo, c_hi)
         if progress is not None:
             progress(int(row_off[c_hi] - row_off[c_lo]))
+    _browser_connections(scenario, w, row_off, client_id, out, None if rp is None else rp.replayed)
     return DeliveryRows(
         event_id=event_id,
         client_id=client_id,
@@ -331,6 +333,38 @@ def run_engine(
         session_id=out.session_id,
         replayed=None if rp is None else rp.replayed,
     )
+
+
+def _browser_connections(scenario: Scenario, w: Workload, row_off, client_id, out: WalkOutputs, replayed) -> None:
+    """Apply how a player's tabs reach the gateway: one shared connection, or the HTTP/1.1 cap.
+
+    With ``tab_sharing: leader`` the first tab's connection serves them all (a leader tab fans
+    events out to the others by BroadcastChannel), so every tab gets what the leader got, when
+    it got it, and the other tabs' own sessions play no part. Without it, over HTTP/1.1 a
+    browser opens at most six connections to the origin: a seventh tab's stream never opens and
+    its events are ``lost_connection_limit``.
+    """
+    cpp = w.clients_per_player
+    cl = scenario.clients
+    if cpp == 1:
+        return
+    tab = client_id % cpp
+    if cl.tab_sharing == "leader":
+        rows = np.flatnonzero(tab > 0)
+        cid = client_id[rows]
+        leader = rows - tab[rows] * (row_off[cid + 1] - row_off[cid])
+        for arr in (*out, replayed):
+            if arr is not None:
+                arr[rows] = arr[leader]
+    elif cl.http_version == "1.1" and cpp > HTTP1_CONNECTIONS_PER_ORIGIN:
+        rows = tab >= HTTP1_CONNECTIONS_PER_ORIGIN
+        out.outcome[rows] = LOST_CONNECTION_LIMIT
+        out.gateway_at[rows] = np.nan
+        out.left_at[rows] = np.nan
+        out.received_at[rows] = np.nan
+        out.session_id[rows] = -1
+        if replayed is not None:
+            replayed[rows] = False
 
 
 def replay_params(scenario: Scenario, w: Workload, n_rows: int, always: bool = False) -> ReplayParams | None:

@@ -50,7 +50,7 @@ LOST_HISTORY_EXPIRED = np.int8(Outcome.LOST_HISTORY_EXPIRED)
 SUPERSEDED = np.int8(Outcome.SUPERSEDED)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _advance_replay(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv, drain, net, outcome, left_at, received_at):  # pragma: no cover
     """Deliver every event the client finishes reading by ``t``; the writer refills from the replay, then the queue."""
     inflight_cap = flight.size
@@ -369,7 +369,7 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                     n_wait = 0
                     n_rep = 0
                     head_done = np.inf
-                    down_until = reconnect_at(arr, c, n_cuts, inp.sub_table, gw)
+                    down_until = reconnect_at(arr, c, n_cuts, inp.client_retry[c], inp.sub_table, gw)
                     n_cuts += 1
                     # the client comes back within this session if it is still open then,
                     # otherwise with the next session that outlasts the delay

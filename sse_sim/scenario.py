@@ -191,8 +191,17 @@ class GatewayConfig(_Strict):
     )
 
 
+Browser = Literal["chromium", "firefox", "safari"]
+#: Each browser's EventSource reconnect delay when the server sends no ``retry:`` field.
+BROWSER_RETRY_S: dict[str, float] = {"chromium": 3.0, "firefox": 5.0, "safari": 3.0}
+#: Connections a browser opens to one origin over HTTP/1.1, across all its tabs.
+HTTP1_CONNECTIONS_PER_ORIGIN = 6
+#: Reconnect delay when neither the scenario, the gateway's ``retry:`` nor a browser mix says.
+DEFAULT_RETRY_S = 3.0
+
+
 class ClientsConfig(_Strict):
-    """How clients read: drain time per event, network latency, socket buffering."""
+    """How clients read (drain time, network latency, socket buffering) and which browsers they run in."""
 
     drain_time: DistSpec = Field(default_factory=lambda: _const(0.001))
     network_latency: DistSpec = Field(default_factory=lambda: _const(0.02))
@@ -201,6 +210,28 @@ class ClientsConfig(_Strict):
         ge=0,
         description="Events the kernel socket buffers hold beyond the gateway's queue and in-flight slot.",
     )
+    browsers: dict[Browser, Annotated[float, Field(ge=0)]] | None = Field(
+        default=None,
+        description="Share of players per browser, e.g. {chromium: 0.7, firefox: 0.2, safari: 0.1}; sets each "
+        "client's default reconnect delay (Chromium and Safari 3 s, Firefox 5 s). A player's clients are "
+        "tabs of one browser.",
+    )
+    http_version: Literal["1.1", "2"] = Field(
+        default="1.1",
+        description="1.1: a browser opens at most 6 connections to the origin, across its tabs; 2: no such cap.",
+    )
+    tab_sharing: Literal["none", "leader"] = Field(
+        default="none",
+        description="leader: a player's tabs share one connection (a leader tab fans events out by "
+        "BroadcastChannel); none: each tab opens its own.",
+    )
+
+    @model_validator(mode="after")
+    def _shares(self) -> ClientsConfig:
+        if self.browsers is not None and abs(sum(self.browsers.values()) - 1.0) > 1e-6:
+            total = sum(self.browsers.values())
+            raise ValueError(f"browsers: shares must add up to 1 (they add up to {total:g})")
+        return self
 
 
 class DisconnectWindow(_Strict):
@@ -232,7 +263,12 @@ class MassDrop(_Strict):
 
     at_s: float = Field(ge=0)
     node: int | Literal["all"] = 0
-    retry_delay_s: float = Field(default=3.0, ge=0, description="Browser retry: Chromium 3 s, Firefox 5 s.")
+    retry_delay_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="Reconnect delay; null: the gateway's `retry:` (delivery.retry_ms) if set, else each "
+        "client's browser default (3 s without clients.browsers).",
+    )
     jitter_s: float = Field(default=0.0, ge=0, description="Uniform extra delay in [0, jitter_s].")
 
 
@@ -242,8 +278,11 @@ class DisconnectsConfig(_Strict):
     windows: list[DisconnectWindow] = Field(default_factory=list)
     flaps: Flaps | None = None
     mass_drops: list[MassDrop] = Field(default_factory=list)
-    retry_delay_s: float = Field(
-        default=3.0, ge=0, description="Reconnect delay after the gateway closes a slow client (policy `disconnect`)."
+    retry_delay_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="Reconnect delay after the gateway closes a slow client (policy `disconnect`); null: as for "
+        "mass drops, delivery.retry_ms or the browser's default.",
     )
     retry_jitter_s: float = Field(default=0.0, ge=0)
 
@@ -495,6 +534,8 @@ __all__ = [
     "DisconnectWindow",
     "DeliveryConfig",
     "DELIVERY_MODES",
+    "BROWSER_RETRY_S",
+    "HTTP1_CONNECTIONS_PER_ORIGIN",
     "Flaps",
     "MassDrop",
     "OVERFLOW_POLICIES",

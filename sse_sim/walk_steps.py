@@ -19,6 +19,7 @@ DROPPED_OVERFLOW = np.int8(Outcome.DROPPED_OVERFLOW)
 LOST_IN_BUFFER = np.int8(Outcome.LOST_IN_BUFFER)
 DISCONNECTED_SLOW = np.int8(Outcome.DISCONNECTED_SLOW)
 LOST_REDIS_OUTPUT_LIMIT = np.int8(Outcome.LOST_REDIS_OUTPUT_LIMIT)
+LOST_CONNECTION_LIMIT = np.int8(Outcome.LOST_CONNECTION_LIMIT)
 
 POLICY_CODES = {name: i for i, name in enumerate(OVERFLOW_POLICIES)}
 _DROP_NEWEST = POLICY_CODES["drop_newest"]
@@ -159,8 +160,8 @@ def overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at):  # pragma:
 
 
 @numba.njit(cache=True, inline="always")
-def reconnect_at(t, c, n_cuts, sub_table, gw):  # pragma: no cover - jitted
+def reconnect_at(t, c, n_cuts, retry_s, sub_table, gw):  # pragma: no cover - jitted
     """When client ``c``, cut for the ``n_cuts``-th time at ``t``, is subscribed again."""
     u = hash_uniform(gw.reconnect_key, c, 2 * n_cuts)
     j = int(hash_uniform(gw.reconnect_key, c, 2 * n_cuts + 1) * sub_table.size)
-    return t + gw.retry_delay_s + u * gw.retry_jitter_s + sub_table[j]
+    return t + retry_s + u * gw.retry_jitter_s + sub_table[j]

@@ -22,7 +22,15 @@ import pandas as pd
 
 from .distributions import Constant
 from .errors import ScenarioError
-from .scenario import BurstPublisher, PoissonPublisher, Scenario, TracePublisher, as_scenario
+from .scenario import (
+    BROWSER_RETRY_S,
+    DEFAULT_RETRY_S,
+    BurstPublisher,
+    PoissonPublisher,
+    Scenario,
+    TracePublisher,
+    as_scenario,
+)
 
 # Names of the random streams; a stream's seed depends on its name only, not on the order in
 # which streams are drawn, so adding a stream never perturbs the others.
@@ -103,6 +111,10 @@ class Workload:
     disconnect_at: np.ndarray
     scenario_name: str = ""
     extra: dict = field(default_factory=dict)
+    # per client: its browser (an index into BROWSERS, -1 when the scenario names no browser
+    # mix) and the delay it reconnects after when no scenario key sets one
+    client_browser: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    client_retry_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
 
     @property
     def n_events(self) -> int:
@@ -377,7 +389,7 @@ def _sessions_from_downtime(n_clients, duration, d_client, d_start, d_end):  # p
     return off, con[:out], dis[:out], first[:out]
 
 
-def _downtime(scenario: Scenario, seed: int, client_node: np.ndarray):
+def _downtime(scenario: Scenario, seed: int, client_node: np.ndarray, client_retry_s: np.ndarray):
     n_clients = client_node.size
     duration = scenario.duration_s
     dc = scenario.disconnects
@@ -405,7 +417,8 @@ def _downtime(scenario: Scenario, seed: int, client_node: np.ndarray):
     rng_m = stream_rng(seed, "mass_drops")
     for drop in dc.mass_drops:
         chosen = np.arange(n_clients) if drop.node == "all" else np.flatnonzero(client_node == drop.node)
-        delay = drop.retry_delay_s + rng_m.random(chosen.size) * drop.jitter_s
+        retry = client_retry_s[chosen] if drop.retry_delay_s is None else drop.retry_delay_s
+        delay = retry + rng_m.random(chosen.size) * drop.jitter_s
         cs.append(chosen)
         ss.append(np.full(chosen.size, drop.at_s))
         es.append(drop.at_s + delay)
@@ -416,6 +429,36 @@ def _downtime(scenario: Scenario, seed: int, client_node: np.ndarray):
     e = np.concatenate(es).astype(np.float64)
     order = np.lexsort((s, c))
     return c[order], s[order], e[order]
+
+
+BROWSERS: tuple[str, ...] = tuple(BROWSER_RETRY_S)
+
+
+def _browsers(scenario: Scenario, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each client's browser (a player's tabs share one) and the delay it reconnects after.
+
+    The gateway's ``retry:`` field (``delivery.retry_ms``) sets every browser's delay; without
+    it each browser keeps its own default, and without a browser mix every client waits 3 s.
+    """
+    pop = scenario.population
+    mix = scenario.clients.browsers
+    if mix is None:
+        browser = np.full(pop.n_clients, -1, np.int8)
+        default = np.full(pop.n_clients, DEFAULT_RETRY_S)
+    else:
+        shares = np.array([mix.get(b, 0.0) for b in BROWSERS])
+        per_player = stream_rng(seed, "browsers").choice(len(BROWSERS), pop.n_players, p=shares / shares.sum())
+        browser = np.repeat(per_player, pop.clients_per_player).astype(np.int8)
+        default = np.array([BROWSER_RETRY_S[b] for b in BROWSERS])[browser]
+    retry_ms = scenario.delivery.retry_ms
+    retry = np.full(pop.n_clients, retry_ms / 1000.0) if retry_ms is not None else default
+    return browser, retry.astype(np.float64)
+
+
+def slow_client_retry_s(scenario: Scenario, w: Workload) -> np.ndarray:
+    """Per client, the delay it reconnects after once the gateway closed it for being slow."""
+    given = scenario.disconnects.retry_delay_s
+    return np.full(w.n_clients, float(given)) if given is not None else w.client_retry_s
 
 
 def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0) -> Workload:
@@ -434,7 +477,8 @@ def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0) -> Wor
     n_clients = pop.n_clients
     client_node = (np.arange(n_clients) % scenario.gateway.nodes).astype(np.int16)
 
-    dc, ds, de = _downtime(scenario, seed, client_node)
+    client_browser, client_retry_s = _browsers(scenario, seed)
+    dc, ds, de = _downtime(scenario, seed, client_node, client_retry_s)
     off, con, dis, first = _sessions_from_downtime(n_clients, scenario.duration_s, dc, ds, de)
     sub_lat = scenario.redis.subscribe_latency.sample(stream_rng(seed, "subscribe"), con.size)
     subscribed = np.where(first, con, con + sub_lat)
@@ -458,6 +502,8 @@ def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0) -> Wor
         subscribed_at=subscribed,
         disconnect_at=dis,
         scenario_name=scenario.name,
+        client_browser=client_browser,
+        client_retry_s=client_retry_s,
     )
 
 

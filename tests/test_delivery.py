@@ -240,3 +240,65 @@ def test_replay_properties(spec, dlv, seed):
     s = res.summary()
     assert s["delivered_n"] + s["superseded_n"] + s["lost_n"] == s["attempts_n"]
     assert s["replayed_n"] == int((rec["replayed"] & delivered).sum())
+
+
+def tabs(**clients) -> pd.DataFrame:
+    """Eight tabs of one player, each event 10 ms apart, with a window on the first tab."""
+    sc = scenario_from_dict(
+        {
+            "duration_s": 1.0,
+            "population": {"players_per_brand": 1, "clients_per_player": 8},
+            "publishers": [{"kind": "burst", "size": 50, "every_s": 100, "spacing_s": 0.01, "aligned": True}],
+            "redis": {"hop_latency": 0, "subscribe_latency": 0},
+            "clients": {"drain_time": 0.001, "network_latency": 0, **clients},
+            "disconnects": {"windows": [{"start_s": 0.1, "end_s": 0.2, "clients": [0]}]},
+        }
+    )
+    return simulate(sc, seed=0).records
+
+
+def test_a_seventh_tab_over_http_1_1_never_opens():
+    rec = tabs()
+    lost = rec[rec["outcome"] == "lost_connection_limit"]
+    assert sorted(lost["client_id"].unique()) == [6, 7] and len(lost) == 100
+    assert lost["session_id"].eq(-1).all() and lost["gateway_at"].isna().all()
+    assert (rec.loc[rec["client_id"].between(1, 5), "outcome"] == "delivered").all()
+    # HTTP/2 multiplexes the streams: no cap
+    assert not (tabs(http_version="2")["outcome"] == "lost_connection_limit").any()
+
+
+def test_leader_tab_sharing_gives_every_tab_what_the_leader_got():
+    rec = tabs(tab_sharing="leader")
+    assert not (rec["outcome"] == "lost_connection_limit").any()
+    leader = rec[rec["client_id"] == 0].reset_index(drop=True)
+    assert (leader["outcome"] == "lost_disconnected").sum() == 10  # the window on the leader
+    for c in range(1, 8):
+        tab = rec[rec["client_id"] == c].reset_index(drop=True)
+        assert tab["outcome"].equals(leader["outcome"])
+        assert np.array_equal(tab["received_at"], leader["received_at"], equal_nan=True)
+
+
+def drop_delays(**extra) -> np.ndarray:
+    """Reconnect delays after a mass drop at 10 s: each client's first gap."""
+    spec = {
+        "duration_s": 30,
+        "population": {"players_per_brand": 400},
+        "publishers": [{"kind": "poisson", "rate_per_player_per_s": 0.1}],
+        "redis": {"subscribe_latency": 0},
+        "disconnects": {"mass_drops": [{"at_s": 10, "node": 0}]},
+    }
+    for key, value in extra.items():
+        section, name = key.split("__")
+        spec.setdefault(section, {})[name] = value
+    w = build_workload(scenario_from_dict(spec), 1)
+    return w.connect_at[w.connect_at > 0] - 10
+
+
+def test_browsers_set_reconnect_delays_and_retry_ms_overrides_them():
+    assert set(np.round(drop_delays(), 6)) == {3.0}
+    mixed = drop_delays(clients__browsers={"chromium": 0.5, "firefox": 0.5})
+    assert set(np.round(mixed, 6)) == {3.0, 5.0}
+    assert 0.35 < np.mean(mixed == 5.0) < 0.65  # about half the players run Firefox
+    assert set(np.round(drop_delays(clients__browsers={"firefox": 1.0}, delivery__retry_ms=1500), 6)) == {1.5}
+    with pytest.raises(ScenarioError, match="add up to 1"):
+        scenario_from_dict({"duration_s": 1, "publishers": [{"kind": "poisson", "rate_per_player_per_s": 1}], "clients": {"browsers": {"chromium": 0.5}}})

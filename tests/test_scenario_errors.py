@@ -33,7 +33,7 @@ def error_of(tmp_path: Path, text: str) -> str:
 def test_valid_minimal(tmp_path):
     sc = load_scenario(write(tmp_path, VALID))
     assert sc.gateway.buffer_size == 50 and sc.gateway.overflow_policy == "drop_newest"
-    assert sc.gateway.keepalive_interval_s == 15 and sc.disconnects.retry_delay_s == 3
+    assert sc.gateway.keepalive_interval_s == 15 and sc.disconnects.retry_delay_s is None  # the browser default: 3 s
 
 
 def test_unknown_key_is_an_error_naming_path_and_allowed_keys(tmp_path):

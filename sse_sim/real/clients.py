@@ -67,7 +67,7 @@ class ClientPlan:
     net_s: np.ndarray  # per row
     time_scale: float = 1.0
     rcvbuf_bytes: int | None = 8192
-    retry_delay_s: float = 3.0
+    retry_delay_s: np.ndarray | float = 3.0  # per client (or one for all): reconnect delay after a close
     retry_jitter_s: float = 0.0
     quiet_s: float = 0.4
     max_tail_s: float = 60.0
@@ -299,6 +299,7 @@ class _Replay:
         """Follow client ``c``'s sessions: connect, read, close, retry after a server close."""
         p = self.plan
         scale = p.time_scale
+        retry_s = float(p.retry_delay_s[c]) if np.ndim(p.retry_delay_s) else float(p.retry_delay_s)
         for s in range(int(p.session_offsets[c]), int(p.session_offsets[c + 1])):
             end_at = float(p.disconnect_at[s])
             end_wall = self.t0 + end_at * scale if math.isfinite(end_at) else math.inf
@@ -313,7 +314,7 @@ class _Replay:
                         opened = await self.open(c, s)
                     except _ConnectionClosed:
                         opened = None
-                        open_wall = time.time() + p.retry_delay_s * scale
+                        open_wall = time.time() + retry_s * scale
                         continue
                 stream, index = opened
                 opened = None
@@ -325,7 +326,7 @@ class _Replay:
                     break
                 except _ConnectionClosed:
                     self.close(stream, index, by_server=True)
-                    delay = p.retry_delay_s + self.rng.random() * p.retry_jitter_s
+                    delay = retry_s + self.rng.random() * p.retry_jitter_s
                     open_wall = time.time() + delay * scale
                     continue
                 except asyncio.CancelledError:

@@ -50,7 +50,7 @@ from ..outcomes import Outcome
 from ..records import DeliveryRows, records_frame, row_layout
 from ..results import SimulationResult
 from ..scenario import BurstPublisher, Scenario, TracePublisher, as_scenario, scenario_from_dict
-from ..workload import Workload, build_workload, sample_row_times
+from ..workload import Workload, build_workload, sample_row_times, slow_client_retry_s
 from .clients import ClientPlan, client_process_main
 from .payloads import build_payload, event_id_of
 
@@ -439,7 +439,7 @@ class _Replay:
             net_s=self.net.astype(np.float64),
             time_scale=self.time_scale,
             rcvbuf_bytes=self.recv_buffer_bytes,
-            retry_delay_s=self.sc.disconnects.retry_delay_s,
+            retry_delay_s=slow_client_retry_s(self.sc, w),
             retry_jitter_s=self.sc.disconnects.retry_jitter_s,
             quiet_s=self.quiet_s,
             max_tail_s=self.max_tail_s,

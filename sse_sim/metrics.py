@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
-from .records import SUMMARY, THROUGHPUT
+from .records import SUMMARY, THROUGHPUT, Column
 
 
 def summarize(records: pd.DataFrame, duration_s: float) -> pd.Series:
@@ -123,9 +123,9 @@ def confidence_intervals(per_seed: pd.DataFrame, level: float = 0.95) -> pd.Data
     )
 
 
-def format_summary(summary: pd.Series, title: str = "") -> str:
-    """The summary Series as an aligned two-column text table, with units."""
-    units = {c.name: c.unit for c in SUMMARY}
+def format_summary(summary: pd.Series, title: str = "", columns: tuple[Column, ...] = SUMMARY) -> str:
+    """A summary-like Series (``columns`` declares its units) as an aligned two-column text table."""
+    units = {c.name: c.unit for c in columns}
     lines = [title] if title else []
     width = max(len(k) for k in summary.index)
     for key, value in summary.items():

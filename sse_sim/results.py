@@ -35,6 +35,14 @@ class SimulationResult:
         """Published, delivered, loss rate by cause, latency percentiles and throughput."""
         return summarize(self.records, self.duration_s)
 
+    def delivery_costs(self) -> pd.Series:
+        """What the delivery design costs Redis: replay per reconnect, replay bursts, history memory, commands."""
+        from .costs import delivery_costs
+        from .workload import build_workload
+
+        w = self.workload if self.workload is not None else build_workload(self.scenario, self.seed)
+        return delivery_costs(self.records, w, self.scenario)
+
     def throughput(self, bin_s: float = 1.0) -> pd.DataFrame:
         """Attempts per time bin by fate, and deliveries per bin, ready to plot."""
         return throughput(self.records, self.duration_s, bin_s)
@@ -60,11 +68,11 @@ class SimulationResult:
             "throughput": out / "throughput.csv",
         }
         self.records.to_parquet(paths["records"], index=False)
-        summary = {k: _jsonable(v) for k, v in self.summary().items()}
-        paths["summary"].write_text(
-            json.dumps({"summary": summary, "run": self.run_info()}, indent=2, allow_nan=False, default=str)
-            + "\n"
-        )
+        doc: dict[str, Any] = {"summary": {k: _jsonable(v) for k, v in self.summary().items()}}
+        if self.scenario.delivery.keeps_anything:
+            doc["delivery_costs"] = {k: _jsonable(v) for k, v in self.delivery_costs().items()}
+        doc["run"] = self.run_info()
+        paths["summary"].write_text(json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n")
         self.throughput(max(self.duration_s / 200, 0.001)).to_csv(paths["throughput"], index=False)
         return paths
 

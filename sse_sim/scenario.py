@@ -318,6 +318,11 @@ class DeliveryConfig(_Strict):
         """The delivery mode of one event type."""
         return self.event_types.get(event_type, self.mode)
 
+    @property
+    def keeps_anything(self) -> bool:
+        """Whether some event type is kept for a client that is away (stream or latest)."""
+        return self.mode != "pubsub" or any(m != "pubsub" for m in self.event_types.values())
+
 
 class Scenario(_Strict):
     """A whole experiment: who publishes what to whom, through which gateway, and what goes wrong."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .costs import DELIVERY_COSTS
 from .outcomes import DISCONNECT_CAUSES, OVERFLOW_CAUSES
 from .records import RECORDS, REPLICATIONS_CI, SUMMARY, THROUGHPUT, Column
 
@@ -100,6 +101,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
     "records": RECORDS,
     "summary": SUMMARY,
     "throughput": THROUGHPUT,
+    "delivery_costs": DELIVERY_COSTS,
     "replications_ci": REPLICATIONS_CI,
     "occupancy": OCCUPANCY,
     "occupancy_by_connection": OCCUPANCY_BY_CONNECTION,

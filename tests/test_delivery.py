@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from strategies import small_scenarios
 
 from sse_sim import build_workload, load_scenario, simulate
+from sse_sim.costs import DELIVERY_COSTS
 from sse_sim.engine import run_engine
 from sse_sim.errors import ScenarioError
 from sse_sim.scenario import scenario_from_dict
@@ -302,3 +303,53 @@ def test_browsers_set_reconnect_delays_and_retry_ms_overrides_them():
     assert set(np.round(drop_delays(clients__browsers={"firefox": 1.0}, delivery__retry_ms=1500), 6)) == {1.5}
     with pytest.raises(ScenarioError, match="add up to 1"):
         scenario_from_dict({"duration_s": 1, "publishers": [{"kind": "poisson", "rate_per_player_per_s": 1}], "clients": {"browsers": {"chromium": 0.5}}})
+
+
+def test_deploy_storm_with_a_history_larger_than_the_outage_loses_nothing():
+    # deploy_storm's only loss is the 3 s its node's clients are away (lost_disconnected); with
+    # a history that holds the whole gap every reconnecting client sends Last-Event-ID (each had
+    # read events before the drop) and gets the gap replayed, so no loss remains
+    sc = load_scenario(SCENARIOS / "deploy_storm.yaml")
+    before = simulate(sc, seed=1).summary()
+    assert before["loss_rate_lost_disconnected"] > 0 and before["loss_rate"] == before["loss_rate_lost_disconnected"]
+    res = simulate(sc.with_overrides({"delivery.mode": "stream", "delivery.history_size": 1000}), seed=1)
+    s = res.summary()
+    assert s["lost_n"] == 0 and s["replayed_n"] == before["lost_n"]
+    costs = res.delivery_costs()
+    assert list(costs.index) == [c.name for c in DELIVERY_COSTS]
+    assert costs["reconnects_n"] == 1000  # node 0's quarter of 4,000 clients
+    assert costs["replay_burst_max_per_s"] == s["replayed_n"]  # all replayed in the same second
+    assert costs["replayed_per_reconnect_mean"] == pytest.approx(s["replayed_n"] / 1000)
+
+
+def test_storm_replay_shows_every_fate_of_a_replay_window():
+    res = simulate(load_scenario(SCENARIOS / "storm_replay.yaml"), seed=0)
+    rec = res.records
+    fates = set(rec.loc[rec["replayed"], "outcome"].astype(str)) | set(rec["outcome"].astype(str))
+    assert {"delivered", "lost_history_expired"} <= fates and rec["replayed"].any()
+    expired = rec[rec["outcome"] == "lost_history_expired"]
+    # clients resubscribe 3 s after the drop plus a subscribe latency: the 2 s TTL trims what was
+    # published more than 2 s before that, i.e. in about the outage's first second
+    w = res.workload
+    back = pd.Series(w.subscribed_at, index=np.repeat(np.arange(w.n_clients), np.diff(w.session_offsets)))
+    back = back[back > 300].groupby(level=0).min()
+    assert (expired["published_at"].to_numpy() < back[expired["client_id"]].to_numpy() - 2.0).all()
+    replayed = rec[rec["replayed"] & (rec["outcome"] == "delivered")]
+    assert (replayed["published_at"].to_numpy() > back[replayed["client_id"]].to_numpy() - 2.0).all()
+    assert np.array_equal(replayed["gateway_at"].to_numpy(), back[replayed["client_id"]].to_numpy())
+
+
+def test_history_memory_and_commands_by_hand():
+    # one player, 100 balance updates of 130 B over 1 s; history 10 without TTL holds the newest 10
+    sc = scenario_from_dict(
+        {
+            "duration_s": 2.0,
+            "population": {"players_per_brand": 1},
+            "publishers": [{"kind": "burst", "event_type": "gamification_balance_update", "size": 100, "every_s": 100, "spacing_s": 0.01, "aligned": True, "payload_bytes": 130}],
+            "delivery": {"mode": "stream", "history_size": 10},
+        }
+    )
+    costs = simulate(sc, seed=0).delivery_costs()
+    assert costs["history_memory_bytes"] == 10 * (130 + 32)
+    assert costs["extra_redis_commands_per_s"] == pytest.approx(100 / 2.0)  # one XADD per event, no reconnect
+    assert costs["reconnects_n"] == 0 and costs["replay_burst_max_per_s"] == 0

@@ -52,6 +52,31 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
     return name, parsed
 
 
+def _size_history(scenario: Path, max_loss: float, by: str, sizes: str | None, seeds: int, workers: int | None, level: float, out: Path | None) -> None:
+    """``sse-sim size --history``: the replay window's sizing, printed and written to --out."""
+    from .history_sizing import size_history
+    from .scenario import load_scenario
+
+    values = None
+    if sizes is not None:
+        try:
+            values = [float(v) for v in sizes.split(",") if v.strip()]
+        except ValueError:
+            raise _fail(f"--sizes {sizes!r}: write numbers separated by commas, e.g. 10,50,100") from None
+    result = size_history(load_scenario(scenario), max_loss, by=by, values=values, seeds=seeds, n_workers=workers, level=level)  # type: ignore[arg-type]
+    typer.echo(result.report())
+    if out is not None:
+        from .plots import detached, plot_loss_vs_history
+
+        out.mkdir(parents=True, exist_ok=True)
+        result.table.to_csv(out / "history_sizing.csv", index=False)
+        with detached():
+            fig, _ = plot_loss_vs_history(result)
+            fig.savefig(out / "loss_vs_history.png", dpi=110)
+        for name in ("history_sizing.csv", "loss_vs_history.png"):
+            typer.echo(f"wrote {out / name}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``size`` and ``sweep`` to the sse-sim command line."""
 
@@ -65,13 +90,28 @@ def register(app: typer.Typer) -> None:
         level: Annotated[float, typer.Option("--level", min=0.5, max=0.999, help="Confidence level of the bands.")] = 0.95,
         workers: WorkersOpt = None,
         out: Annotated[Path | None, typer.Option("--out", help="Folder for sizing.csv, sizing_per_seed.csv and loss_vs_buffer.png.")] = None,
+        history: Annotated[
+            bool,
+            typer.Option("--history", help="Size the replay window (stream delivery) instead: --max-loss is then lost_history_expired."),
+        ] = False,
+        by: Annotated[str, typer.Option("--by", help="With --history: size 'entries' (history_size) or 'ttl' (history_ttl_s).")] = "entries",
     ) -> None:
-        """Find the smallest buffer_size that keeps overflow loss under --max-loss; show the loss no size fixes."""
+        """Find the smallest buffer_size that keeps overflow loss under --max-loss; show the loss no size fixes.
+
+        With --history, the smallest replay window (history entries, or TTL with --by ttl) that
+        keeps lost_history_expired under --max-loss, and the Redis memory it costs.
+        """
         from .scenario import load_scenario
-        from .sizing import size_buffer
 
         if not 0 <= max_loss < 1:
             raise _fail(f"--max-loss {max_loss}: must be a fraction in [0, 1), e.g. 0.0001 for 0.01 %")
+        if by not in ("entries", "ttl"):
+            raise _fail(f"--by {by!r}: use entries or ttl")
+        if history:
+            _size_history(scenario, max_loss, by, sizes, seeds, workers, level, out)
+            return
+        from .sizing import size_buffer
+
         size_list = parse_sizes(sizes) if sizes is not None else None
         sc = load_scenario(scenario)
         result = size_buffer(sc, max_loss, sizes=size_list, seeds=seeds, n_workers=workers, level=level, max_size=max_size)

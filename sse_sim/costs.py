@@ -9,22 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .records import Column
 from .scenario import Scenario
+from .tables import DELIVERY_COSTS, STREAM_ENTRY_OVERHEAD_BYTES
 from .workload import Workload
-
-#: Bytes a Redis stream entry costs beyond its payload (id, field name, listpack framing): an
-#: estimate; ``MEMORY USAGE`` on a real key gives the exact figure for a given Redis version.
-STREAM_ENTRY_OVERHEAD_BYTES = 32
-
-DELIVERY_COSTS: tuple[Column, ...] = (
-    Column("reconnects_n", "int64", "subscriptions", "Resubscriptions: every connection after a client's first (and each reconnect after a slow-client close that replayed something)."),
-    Column("replayed_per_reconnect_mean", "float64", "entries", "Entries sent on a resubscription from history or the latest-value cache, mean over resubscriptions."),
-    Column("replayed_per_reconnect_p99", "float64", "entries", "99th percentile of the same."),
-    Column("replay_burst_max_per_s", "int64", "entries/s", "Most entries replayed within one second of the run (a mass drop's reconnect storm)."),
-    Column("history_memory_bytes", "float64", "bytes", f"Redis memory the histories hold at the end of the run: retained entries x (payload + {STREAM_ENTRY_OVERHEAD_BYTES} B), plus one cached value per (player, latest type)."),
-    Column("extra_redis_commands_per_s", "float64", "commands/s", "Commands beyond pub/sub's PUBLISH: XADD per stream event, SET per latest event, XRANGE and GETs per resubscription."),
-)
 
 
 def delivery_costs(records: pd.DataFrame, workload: Workload, scenario: Scenario) -> pd.Series:

@@ -35,6 +35,7 @@ from .analytic import capacity_k
 from .outcomes import DISCONNECT_CAUSES, LOSS_CAUSES
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .history_sizing import HistorySizingResult
     from .results import SimulationResult
     from .sizing import SizingResult
 
@@ -614,6 +615,55 @@ def save_standard_figures(result: SimulationResult, out_dir: str | Path, *, dpi:
     return paths
 
 
+def plot_loss_vs_history(sizing: HistorySizingResult, *, ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Expired loss against the history window (entries or TTL) with its band, the target, the recommendation and Redis memory.
+
+    Values where no seed lost anything are drawn at a floor line with hollow markers (zero has
+    no place on a log axis); the band's lower bound is raised to the same floor, so the band
+    contains its curve. Redis memory is on a second axis.
+    """
+    t = sizing.table
+    col = sizing.column
+    fig, ax = _figure_for(ax, figsize=(8.5, 5.5))
+    x = t[col].to_numpy(float)
+    raw = t["expired_loss_rate"].to_numpy(float)
+    lo = np.clip(t["expired_loss_rate_ci_low"].to_numpy(float), 0, None)
+    hi = t["expired_loss_rate_ci_high"].to_numpy(float)
+    floor = zero_floor(np.concatenate([raw, hi]), target=sizing.max_loss)
+    y = _at_floor(raw, floor)
+    color = OUTCOME_COLORS["lost_history_expired"]
+    ax.plot(x, y, marker="o", markersize=3, color=color, linewidth=2, label="lost_history_expired", zorder=3)
+    if np.isfinite(lo).any():
+        lo_b = _at_floor(lo, floor) if floor is not None else lo
+        hi_b = np.maximum(_at_floor(hi, floor), y) if floor is not None else hi
+        band = ax.fill_between(x, np.minimum(lo_b, y), hi_b, color=color, alpha=0.2, linewidth=0, zorder=1)
+        band.set_gid("band:expired_loss_rate")
+    if floor is not None and (raw <= 0).any():
+        ax.plot(
+            x[raw <= 0], np.full(int((raw <= 0).sum()), floor), linestyle="none", marker="v", markersize=7,
+            markerfacecolor="white", markeredgecolor=color, label="0: none expired in any seed (drawn at the floor)",
+            gid="zeros:expired_loss_rate", zorder=4,
+        )
+    ax.axhline(sizing.max_loss, color="#2ca02c", linestyle="--", linewidth=1, label=f"target {sizing.max_loss:.3g}")
+    if sizing.value is not None:
+        at = x == sizing.value
+        ax.plot(x[at], y[at], marker="*", markersize=14, color="black", linestyle="none", zorder=5,
+                label=f"recommended {col}: {sizing.value:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("history_size (entries kept per player)" if sizing.by == "entries" else "history_ttl_s (seconds kept)")
+    ax.set_ylabel("share of attempts lost_history_expired")
+    mem = ax.twinx()
+    mem.plot(x, t["history_memory_bytes"].to_numpy(float) / 2**20, color="#1f77b4", linestyle=":", marker=".",
+             label="Redis memory of the histories (MiB)")
+    mem.set_ylabel("Redis memory (MiB)")
+    lines, labels = ax.get_legend_handles_labels()
+    lines2, labels2 = mem.get_legend_handles_labels()
+    ax.legend(lines + lines2, labels + labels2, fontsize=8, loc="upper right")
+    ax.set_title(f"{sizing.scenario.name}: expired loss vs {col} ({len(sizing.seeds)} seeds, {sizing.level:.0%} bands)")
+    return fig, ax
+
+
 __all__ = [
     "plot_throughput",
     "plot_latency_cdf",
@@ -621,6 +671,7 @@ __all__ = [
     "plot_buffer_occupancy",
     "plot_disconnects",
     "plot_loss_vs_buffer",
+    "plot_loss_vs_history",
     "plot_comparison",
     "save_standard_figures",
     "detached",

@@ -151,7 +151,8 @@ class SizingResult:
         return self.report()
 
 
-def _ci(x: np.ndarray, level: float) -> tuple[float, float, float]:
+def loss_interval(x: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Mean and Student-t interval of per-seed loss rates, the lower bound clipped at 0."""
     mean, _, low, high = t_interval(x, level)
     # a loss rate is never negative; the symmetric t interval would say so at rare losses
     return mean, max(low, 0.0) if np.isfinite(low) else low, high
@@ -166,20 +167,20 @@ def _table(per_seed: pd.DataFrame, scenario: Scenario, max_loss: float, level: f
         total = g["loss_rate"].to_numpy(float)
         row: dict[str, Any] = {"buffer_size": int(size), "capacity_k": capacity_k(int(size), socket), "seeds_n": len(g)}
         for name, x in (("overflow_loss_rate", overflow), ("disconnect_loss_rate", disconnect), ("loss_rate", total)):
-            row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = _ci(np.asarray(x, float), level)
+            row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = loss_interval(np.asarray(x, float), level)
         row["meets_target"] = row["overflow_loss_rate"] <= max_loss
         rows.append(row)
     return pd.DataFrame(rows, columns=[c.name for c in SIZING]).astype({c.name: c.dtype for c in SIZING})
 
 
-def _smallest(table: pd.DataFrame, ok: np.ndarray) -> int | None:
-    """Smallest size such that it and every larger evaluated size are ok."""
-    sizes = table["buffer_size"].to_numpy()
+def smallest_meeting(table: pd.DataFrame, ok: np.ndarray, column: str = "buffer_size") -> Any:
+    """Smallest value of ``column`` (rows ascending) such that it and every larger evaluated value are ok; None if none."""
+    sizes = table[column].to_numpy()
     if not ok.size or not ok[-1]:
         return None
     bad = np.flatnonzero(~ok)
     first = bad[-1] + 1 if bad.size else 0
-    return int(sizes[first])
+    return sizes[first].item()
 
 
 def size_buffer(
@@ -238,7 +239,7 @@ def size_buffer(
         while True:
             t = current_table()
             ok = t[column].to_numpy() <= max_loss
-            best = _smallest(t, ok)
+            best = smallest_meeting(t, ok)
             if best is None:
                 return
             below = t["buffer_size"].to_numpy()[t["buffer_size"].to_numpy() < best]
@@ -265,11 +266,11 @@ def size_buffer(
         seeds=seeds_,
         table=table,
         per_seed=per_seed,
-        buffer_size=_smallest(table, table["overflow_loss_rate"].to_numpy() <= max_loss),
-        confident_buffer_size=_smallest(table, table["overflow_loss_rate_ci_high"].to_numpy() <= max_loss) if len(seeds_) > 1 else None,
+        buffer_size=smallest_meeting(table, table["overflow_loss_rate"].to_numpy() <= max_loss),
+        confident_buffer_size=smallest_meeting(table, table["overflow_loss_rate_ci_high"].to_numpy() <= max_loss) if len(seeds_) > 1 else None,
         searched=sizes is None,
         notes=notes,
     )
 
 
-__all__ = ["size_buffer", "SizingResult", "SIZING", "OVERFLOW_CAUSES", "DISCONNECT_CAUSES"]
+__all__ = ["size_buffer", "SizingResult", "loss_interval", "smallest_meeting", "SIZING", "OVERFLOW_CAUSES", "DISCONNECT_CAUSES"]

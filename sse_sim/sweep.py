@@ -105,10 +105,18 @@ def apply_point(scenario: Scenario, point: Mapping[str, Any], where: str = "") -
 
 
 def run_summary(scenario: Scenario, seed: int) -> dict[str, Any]:
-    """One run's summary as a plain dict: the unit of work a worker process or Dask task does."""
+    """One run's summary as a plain dict: the unit of work a worker process or Dask task does.
+
+    When the scenario keeps events for clients that are away (stream or latest delivery), the
+    dict also holds the run's delivery costs (see :mod:`sse_sim.costs`).
+    """
     from .simulation import simulate
 
-    return simulate(scenario, seed).summary().to_dict()
+    result = simulate(scenario, seed)
+    out = result.summary().to_dict()
+    if scenario.delivery.keeps_anything:
+        out.update(result.delivery_costs().to_dict())
+    return out
 
 
 def _default_workers() -> int:

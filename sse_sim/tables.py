@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .costs import DELIVERY_COSTS
 from .outcomes import DISCONNECT_CAUSES, OVERFLOW_CAUSES
 from .records import RECORDS, REPLICATIONS_CI, SUMMARY, THROUGHPUT, Column
 
@@ -82,6 +81,33 @@ SIZING: tuple[Column, ...] = (
     Column("meets_target", "bool", "", "Mean overflow loss <= max_loss."),
 )
 
+#: Bytes a Redis stream entry costs beyond its payload (id, field name, listpack framing): an
+#: estimate; ``MEMORY USAGE`` on a real key gives the exact figure for a given Redis version.
+STREAM_ENTRY_OVERHEAD_BYTES = 32
+
+DELIVERY_COSTS: tuple[Column, ...] = (
+    Column("reconnects_n", "int64", "subscriptions", "Resubscriptions: every connection after a client's first (and each reconnect after a slow-client close that replayed something)."),
+    Column("replayed_per_reconnect_mean", "float64", "entries", "Entries sent on a resubscription from history or the latest-value cache, mean over resubscriptions."),
+    Column("replayed_per_reconnect_p99", "float64", "entries", "99th percentile of the same."),
+    Column("replay_burst_max_per_s", "int64", "entries/s", "Most entries replayed within one second of the run (a mass drop's reconnect storm)."),
+    Column("history_memory_bytes", "float64", "bytes", f"Redis memory the histories hold at the end of the run: retained entries x (payload + {STREAM_ENTRY_OVERHEAD_BYTES} B), plus one cached value per (player, latest type)."),
+    Column("extra_redis_commands_per_s", "float64", "commands/s", "Commands beyond pub/sub's PUBLISH: XADD per stream event, SET per latest event, XRANGE and GETs per resubscription."),
+)
+
+
+HISTORY_SIZING: tuple[Column, ...] = (
+    Column("history_size", "int64", "entries", "delivery.history_size evaluated (or held, when sizing the TTL)."),
+    Column("history_ttl_s", "float64", "s", "delivery.history_ttl_s evaluated (or held, when sizing entries); NaN: no TTL."),
+    Column("seeds_n", "int64", "", "Seeds run at this value (the same seeds at every value)."),
+    Column("expired_loss_rate", "float64", "fraction", "Share of attempts lost_history_expired: mean over seeds."),
+    Column("expired_loss_rate_ci_low", "float64", "fraction", "Lower bound of its confidence interval (Student t over seeds, clipped at 0); NaN with one seed."),
+    Column("expired_loss_rate_ci_high", "float64", "fraction", "Upper bound of its confidence interval."),
+    Column("loss_rate", "float64", "fraction", "Share of attempts lost, all causes: mean over seeds."),
+    Column("history_memory_bytes", "float64", "bytes", "Redis memory the histories hold at the end of the run, mean over seeds."),
+    Column("meets_target", "bool", "", "Mean expired loss <= max_loss."),
+)
+
+
 SWEEP: tuple[Column, ...] = (
     Column("<parameter>", "as given", "", "One column per swept parameter, named by its dotted path (e.g. gateway.buffer_size), holding that point's value."),
     Column("seed", "int64", "", "Seed of the run."),
@@ -110,6 +136,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
     "offline_windows": OFFLINE_WINDOWS,
     "disconnects_over_time": DISCONNECTS_OVER_TIME,
     "sizing": SIZING,
+    "history_sizing": HISTORY_SIZING,
     "sweep": SWEEP,
     "comparison": COMPARISON,
 }

@@ -28,16 +28,23 @@ from .models import Notification, PositiveId
 from .validate import InvalidEventError, Problem, validate_event
 
 __all__ = [
+    "DELIVERIES",
+    "LATEST_KEY_FORMAT",
     "MemoryNotificationStore",
     "NotificationRecord",
     "NotificationStore",
     "apublish",
     "apublish_notifications",
     "apublish_pipelined",
+    "decode_stream_message",
     "encode_envelope",
+    "encode_stream_message",
+    "latest_key",
     "publish",
+    "publish_delivery",
     "publish_notifications",
     "publish_pipelined",
+    "Published",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,6 +128,87 @@ async def apublish(
     """Publish one event through an asyncio client; the receiver count Redis reported."""
     result = publish(redis, brand_id, player_id, event_type, event_data, validate=validate)
     return int(await result) if inspect.isawaitable(result) else int(result)
+
+
+# ----------------------------------------------------------------- stream and latest delivery
+
+#: How an event is published: ``pubsub`` (the documented PUBLISH), ``stream`` (also kept in a
+#: per-player Redis stream for replay) or ``latest`` (also kept as the newest value per type).
+DELIVERIES = ("pubsub", "stream", "latest")
+#: The key holding a player's newest value of one event type under ``latest`` delivery.
+LATEST_KEY_FORMAT = "{channel}::latest::{event_type}"
+
+
+def encode_stream_message(entry_id: str, envelope: str) -> str:
+    """The pub/sub message of an event kept in a stream: its entry id, then the envelope.
+
+    ``{"id":"1700000000000-0","envelope":{...}}``: the gateway's one shared subscription still
+    carries every live event, and the id lets it write ``id:`` and drop what a replay already sent.
+    """
+    return '{"id":' + dumps(entry_id) + ',"envelope":' + envelope + "}"
+
+
+def decode_stream_message(message: str | bytes) -> tuple[str, str]:
+    """(entry id, envelope JSON) of a message made by :func:`encode_stream_message`; ValueError otherwise."""
+    import json
+
+    try:
+        doc = json.loads(message)
+        entry_id, envelope = doc["id"], doc["envelope"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a stream message: {exc}") from None
+    if not isinstance(entry_id, str):
+        raise ValueError("not a stream message: id is not a string")
+    return entry_id, dumps(envelope)
+
+
+def latest_key(channel: str, event_type: str) -> str:
+    """The cache key of a player's newest value of ``event_type``, next to its channel."""
+    return LATEST_KEY_FORMAT.format(channel=channel, event_type=event_type)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What one publish did: the receivers Redis counted and, under stream delivery, the entry id."""
+
+    receivers: int
+    entry_id: str | None = None
+
+
+def publish_delivery(
+    redis: Any,
+    brand_id: int,
+    player_id: int,
+    event_type: str,
+    event_data: dict[str, Any] | BaseModel,
+    *,
+    delivery: str = "pubsub",
+    history_size: int = 100,
+    history_ttl_s: float | None = None,
+    validate: bool = True,
+) -> Published:
+    """Publish one event the way a gateway under ``delivery`` expects it (a sync redis-py or fakeredis client).
+
+    * ``pubsub``: ``PUBLISH`` the envelope, as :func:`publish`;
+    * ``stream``: ``XADD`` it to the stream named like the channel (``MAXLEN ~ history_size``,
+      then ``XTRIM MINID ~`` when ``history_ttl_s`` is set), then ``PUBLISH`` the entry id with
+      the envelope (:func:`encode_stream_message`);
+    * ``latest``: ``SET`` the envelope at :func:`latest_key`, then ``PUBLISH`` it.
+    """
+    if delivery not in DELIVERIES:
+        raise ValueError(f"delivery must be one of {', '.join(DELIVERIES)}, got {delivery!r}")
+    channel, payload = encode_envelope(brand_id, player_id, event_type, event_data, validate=validate)
+    if delivery == "pubsub":
+        return Published(int(redis.publish(channel, payload)))
+    if delivery == "latest":
+        redis.set(latest_key(channel, event_type), payload)
+        return Published(int(redis.publish(channel, payload)))
+    raw_id = redis.xadd(channel, {"envelope": payload}, maxlen=int(history_size), approximate=True)
+    entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+    if history_ttl_s is not None:
+        oldest_ms = int(entry_id.split("-")[0]) - int(history_ttl_s * 1000)
+        redis.xtrim(channel, minid=f"{max(oldest_ms, 0)}-0", approximate=True)
+    return Published(int(redis.publish(channel, encode_stream_message(entry_id, payload))), entry_id)
 
 
 # -------------------------------------------------------------------------------- pipelined

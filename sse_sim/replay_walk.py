@@ -51,10 +51,30 @@ SUPERSEDED = np.int8(Outcome.SUPERSEDED)
 
 
 @numba.njit(cache=True, inline="always")
+def _refill(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep):  # pragma: no cover
+    """The writer takes into the free flight slots at ``t``: the replay first, then the queue."""
+    inflight_cap = flight.size
+    buffer_size = wait.size
+    while n_flight < inflight_cap and (n_rep > 0 or n_wait > 0):
+        if n_rep > 0:
+            w = rep[p_head]
+            p_head += 1
+            n_rep -= 1
+        else:
+            w = wait[w_head]
+            w_head = (w_head + 1) % buffer_size
+            n_wait -= 1
+        slot = (f_head + n_flight) % inflight_cap
+        flight[slot] = w
+        enter[slot] = t
+        n_flight += 1
+    return n_flight, w_head, n_wait, p_head, n_rep
+
+
+@numba.njit(cache=True, inline="always")
 def _advance_replay(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv, drain, net, outcome, left_at, received_at):  # pragma: no cover
     """Deliver every event the client finishes reading by ``t``; the writer refills from the replay, then the queue."""
     inflight_cap = flight.size
-    buffer_size = wait.size
     while n_flight > 0 and head_done <= t:
         h = flight[f_head]
         outcome[h] = DELIVERED
@@ -67,19 +87,9 @@ def _advance_replay(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wai
         last_recv = rv
         f_head = (f_head + 1) % inflight_cap
         n_flight -= 1
-        while n_flight < inflight_cap and (n_rep > 0 or n_wait > 0):
-            if n_rep > 0:
-                w = rep[p_head]
-                p_head += 1
-                n_rep -= 1
-            else:
-                w = wait[w_head]
-                w_head = (w_head + 1) % buffer_size
-                n_wait -= 1
-            slot = (f_head + n_flight) % inflight_cap
-            flight[slot] = w
-            enter[slot] = head_done
-            n_flight += 1
+        n_flight, w_head, n_wait, p_head, n_rep = _refill(
+            head_done, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep
+        )
         if n_flight > 0:
             st = enter[f_head] if enter[f_head] > head_done else head_done
             head_done = st + drain[flight[f_head]]
@@ -296,13 +306,10 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                     left_at, received_at, session_id, replayed, rep, type_state,
                 )
                 p_head = 0
-                while n_flight < inflight_cap and n_rep > 0:
-                    flight[n_flight] = rep[p_head]
-                    enter[n_flight] = ts
-                    p_head += 1
-                    n_rep -= 1
-                    n_flight += 1
-                head_done = ts + drain[flight[0]] if n_flight > 0 else np.inf
+                n_flight, w_head, n_wait, p_head, n_rep = _refill(
+                    ts, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep
+                )
+                head_done = ts + drain[flight[f_head]] if n_flight > 0 else np.inf
                 if n_flight + n_rep > max_held:
                     max_held = n_flight + n_rep
                 # the next subscription: the following session with one
@@ -388,21 +395,12 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                     r += 1
                     continue
             if can_start:
-                while n_flight < inflight_cap and (n_rep > 0 or n_wait > 0):
-                    if n_rep > 0:
-                        w = rep[p_head]
-                        p_head += 1
-                        n_rep -= 1
-                    else:
-                        w = wait[w_head]
-                        w_head = (w_head + 1) % buffer_size
-                        n_wait -= 1
-                    slot = (f_head + n_flight) % inflight_cap
-                    flight[slot] = w
-                    enter[slot] = arr
-                    n_flight += 1
-                    if n_flight == 1:
-                        head_done = arr + drain[w]
+                idle = n_flight == 0
+                n_flight, w_head, n_wait, p_head, n_rep = _refill(
+                    arr, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep
+                )
+                if idle and n_flight > 0:
+                    head_done = arr + drain[flight[f_head]]
             held = n_flight + n_wait + n_rep
             if held > max_held:
                 max_held = held

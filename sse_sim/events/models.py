@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..validation_errors import describe_value
 from .channel import ID_MAX, ID_MIN, channel_name
 from .codec import dumps
 
@@ -94,29 +95,12 @@ _DECIMAL_RE = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 
 def describe_json(value: Any) -> str:
-    """A short description of a JSON value for error messages: its JSON type and a clipped repr.
+    """A short description of a JSON value for error messages (see :func:`~sse_sim.validation_errors.describe_value`).
 
     >>> describe_json("abc"), describe_json(True), describe_json([1, 2])
     ("string 'abc'", 'boolean true', 'array of 2 items')
     """
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean true" if value else "boolean false"
-    if isinstance(value, int | float | Decimal):
-        text = str(value)
-        kind = "integer" if isinstance(value, int) else "number"
-    elif isinstance(value, str):
-        text, kind = repr(value), "string"
-    elif isinstance(value, list | tuple):
-        return f"array of {len(value)} item{'' if len(value) == 1 else 's'}"
-    elif isinstance(value, dict):
-        return f"object with {len(value)} field{'' if len(value) == 1 else 's'}"
-    else:
-        text, kind = repr(value), type(value).__name__
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{kind} {text}"
+    return describe_value(value)
 
 
 def _strict(info: ValidationInfo) -> bool:

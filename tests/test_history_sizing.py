@@ -65,7 +65,7 @@ def test_the_plot_draws_the_curve_inside_its_band_and_the_memory():
     assert np.array_equal(curve.get_xdata(), res.table["history_size"].to_numpy(float))
     band = next(c for c in ax.collections if c.get_gid() == "band:expired_loss_rate")
     verts = band.get_paths()[0].vertices
-    for x, y in zip(curve.get_xdata(), curve.get_ydata()):
+    for x, y in zip(curve.get_xdata(), curve.get_ydata(), strict=True):
         ys = verts[np.isclose(verts[:, 0], x), 1]
         assert ys.min() <= y * (1 + 1e-9) and ys.max() >= y * (1 - 1e-9)
     memory_axis = fig.axes[1]

@@ -10,7 +10,12 @@ import redis as redis_lib
 from typer.testing import CliRunner
 
 from sse_sim.cli import app
-from sse_sim.events.publisher import decode_stream_message, encode_stream_message, latest_key, publish_delivery
+from sse_sim.events.publisher import (
+    decode_stream_message,
+    encode_stream_message,
+    latest_key,
+    publish_delivery,
+)
 
 pytestmark = pytest.mark.redis
 

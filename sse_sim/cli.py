@@ -72,6 +72,10 @@ def run(
     sc = _load(scenario)
     result = simulate(sc, seed=seed, progress=True)
     typer.echo(format_summary(result.summary(), f"{sc.name} (seed {seed}, backend sim)"))
+    if sc.delivery.keeps_anything:
+        from .costs import DELIVERY_COSTS
+
+        typer.echo(format_summary(result.delivery_costs(), "delivery costs", DELIVERY_COSTS))
     if out is not None:
         paths = result.save(out)
         if plots:
@@ -215,6 +219,12 @@ def main(argv: list[str] | None = None) -> None:
     or bad input, 130 interrupted.
     """
     try:
+        # `sse-sim token` is run by scripts and pages' backends: skip typer's option
+        # coercion (it loads pydantic) when the arguments are plain; see token_without_typer.
+        token = cli_gateway.token_without_typer(sys.argv[1:] if argv is None else list(argv))
+        if token is not None:
+            typer.echo(token)
+            sys.exit(0)
         # without standalone mode click returns the code of a typer.Exit instead of exiting
         rc = app(args=argv, prog_name="sse-sim", standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)

@@ -40,3 +40,17 @@ def redis_server():  # type: ignore[no-untyped-def]
 def redis_url(redis_server) -> str:  # type: ignore[no-untyped-def]
     """URL of the session's throwaway redis-server."""
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a headless Chromium for the real-EventSource tests; fails (never skips) in CI when none exists."""
+    import os
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("real-browser tests must run in CI: no chromium (scripts/ensure-chromium.sh installs it)")
+        pytest.skip("no chromium here (scripts/ensure-chromium.sh installs it as root on Debian)")
+    return path

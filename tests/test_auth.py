@@ -8,6 +8,7 @@ import pytest
 
 from sse_sim.errors import SseSimError
 from sse_sim.real.auth import (
+    CLOCK_SKEW_S,
     MAX_ID,
     QUERY_TOKEN_MAX_TTL_S,
     TokenClaims,
@@ -94,6 +95,22 @@ def test_query_tokens_must_be_short_lived() -> None:
     with pytest.raises(TokenError) as info:
         verify_token(SECRET, long, now=NOW, max_ttl_s=QUERY_TOKEN_MAX_TTL_S)
     assert info.value.reason == "ttl_too_long"
+
+
+def test_query_token_dated_ahead_cannot_outlive_the_cap() -> None:
+    # Minted on a clock 60 s ahead (the skew allowance): accepted only once at most the cap
+    # is left of it on the verifier's clock, so it is never valid for more than the cap here.
+    token = mint_token(SECRET, 1, 2, QUERY_TOKEN_MAX_TTL_S, now=NOW + CLOCK_SKEW_S)
+    for now in (NOW, NOW + CLOCK_SKEW_S - 0.01):
+        with pytest.raises(TokenError) as info:
+            verify_token(SECRET, token, now=now, max_ttl_s=QUERY_TOKEN_MAX_TTL_S)
+        assert info.value.reason == "not_yet_valid"
+    for now in (NOW + CLOCK_SKEW_S, NOW + CLOCK_SKEW_S + QUERY_TOKEN_MAX_TTL_S - 0.01):
+        verify_token(SECRET, token, now=now, max_ttl_s=QUERY_TOKEN_MAX_TTL_S)
+    with pytest.raises(TokenError, match="expired"):
+        verify_token(SECRET, token, now=NOW + CLOCK_SKEW_S + QUERY_TOKEN_MAX_TTL_S)
+    # Without the cap (header and cookie tokens) the skew allowance still holds.
+    verify_token(SECRET, token, now=NOW)
 
 
 def test_future_token_refused() -> None:

@@ -86,17 +86,30 @@ def test_help_reads_cleanly(args):
     assert "--help" in proc.stdout and "Show this message and exit." in proc.stdout
 
 
-def test_the_command_line_starts_without_the_heavy_libraries():
+@pytest.mark.parametrize(
+    "argv",
+    [
+        None,
+        ["--help"],
+        ["token", "--brand", "1001", "--player", "7"],
+        ["token", "--brand", "1001", "--player", "7", "--query"],
+    ],
+)
+def test_the_command_line_starts_without_the_heavy_libraries(argv):
     """--help and token load no numba, pandas, pydantic, matplotlib or uvicorn (start-up time)."""
     heavy = ["numba", "pandas", "pydantic", "matplotlib", "uvicorn", "redis", "fakeredis", "scipy", "numpy"]
+    run = "" if argv is None else f"try:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
     code = (
         "import sys\n"
-        "from sse_sim.cli import app\n"
+        "from sse_sim.cli import app, main\n"
+        f"{run}"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+    if argv and argv[0] == "token":
+        assert proc.stdout.startswith("v1.1001.7.")
 
 
 def test_validate_and_schema(scenarios_dir):

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+import h11
 import pytest
 import redis
 import redis.asyncio
@@ -78,6 +79,56 @@ def test_uvicorn_server_shutdown_and_lifecycle_flags() -> None:
     server = uvicorn.Server(uvicorn.Config(_app))
     for flag in ("started", "should_exit", "force_exit"):
         assert isinstance(getattr(server, flag, None), bool), f"{UVICORN}: Server.{flag} is gone"
+
+
+def test_uvicorn_protocols_have_what_the_hardening_overrides() -> None:
+    from uvicorn.protocols.http import h11_impl
+
+    for module, name, callbacks in (
+        (httptools_impl, "HttpToolsProtocol", ("on_headers_complete", "on_message_complete")),
+        (h11_impl, "H11Protocol", ()),
+    ):
+        cls = getattr(module, name)
+        for method, params in (
+            ("connection_made", ["self", "transport"]),
+            ("connection_lost", ["self", "exc"]),
+            ("data_received", ["self", "data"]),
+            ("_unset_keepalive_if_required", ["self"]),
+            *((callback, ["self"]) for callback in callbacks),
+        ):
+            assert list(_params(getattr(cls, method))) == params, (
+                f"{UVICORN}: {name}.{method} changed: {inspect.signature(getattr(cls, method))}"
+            )
+        assert _assigns(cls.connection_made, "flow"), f"{UVICORN}: {name} has no self.flow"
+        assert callable(getattr(httptools_impl.FlowControl, "resume_reading", None)), (
+            f"{UVICORN}: FlowControl.resume_reading is gone"
+        )
+        cycle = module.RequestResponseCycle
+        for attribute in ("keep_alive", "response_complete", "response_started", "scope"):
+            assert _assigns(cycle.__init__, attribute), (
+                f"{UVICORN}: {name}'s RequestResponseCycle has no {attribute}"
+            )
+    assert list(_params(httptools_impl.HttpToolsProtocol.on_body)) == ["self", "body"]
+    assert _assigns(httptools_impl.RequestResponseCycle.__init__, "expected_content_length"), (
+        f"{UVICORN}: httptools RequestResponseCycle no longer counts expected_content_length"
+    )
+    # the HTTP/1.0 path replaces cycle.send on the instance: run_asgi must look it up there
+    assert "self.send" in inspect.getsource(httptools_impl.RequestResponseCycle.run_asgi), (
+        f"{UVICORN}: RequestResponseCycle.run_asgi no longer passes self.send to the app"
+    )
+    assert _assigns(h11_impl.H11Protocol.__init__, "conn"), f"{UVICORN}: H11Protocol has no self.conn"
+    for prop in ("their_state", "trailing_data"):
+        assert isinstance(inspect.getattr_static(h11.Connection, prop), property), (
+            f"h11 {h11.__version__}: Connection.{prop} is no longer a property"
+        )
+    config = uvicorn.Config(_app, timeout_keep_alive=2, h11_max_incomplete_event_size=4096)
+    assert (config.timeout_keep_alive, config.h11_max_incomplete_event_size) == (2, 4096), (
+        f"{UVICORN}: Config(timeout_keep_alive=, h11_max_incomplete_event_size=) changed"
+    )
+    server = uvicorn.Server(config)
+    assert isinstance(server.server_state.connections, set), (
+        f"{UVICORN}: Server.server_state.connections is no longer a set"
+    )
 
 
 # ---------------------------------------------------------------------- redis-py, by signature
@@ -240,3 +291,79 @@ def test_a_started_gateway_streams_through_the_seams() -> None:
                 pub.close()
             assert c.read_until(lambda c: len(c.app_events()) == 1)
             assert c.app_events()[0]["event_data"]["seq"] == 1
+
+
+@pytest.mark.parametrize("impl", compat.HTTP_IMPLEMENTATIONS)
+def test_uvicorn_hardened_protocols_work(impl: str) -> None:
+    """The head cap, HTTP/1.0 framing, pipelining and the shutdown cut, on a plain endless app."""
+    from sse_sim.real.gateway.limits import HttpLimits
+
+    left: list[str] = []
+
+    async def endless(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # like a stream: it ends only when the client leaves
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"data: hi\n\n", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        left.append(scope["http_version"])
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    limits = HttpLimits(max_header_bytes=4096, header_timeout_s=60)
+    config = uvicorn.Config(
+        endless,
+        http=compat.http_protocol_class(impl=impl, limits=limits),
+        lifespan="off",
+        log_level="warning",
+        ws="none",
+        h11_max_incomplete_event_size=4096,
+        timeout_graceful_shutdown=120,
+    )
+    server = compat.server_with_shutdown_hook(config, lambda: None, abort_after_s=0.1)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    where = f"{UVICORN} ({impl})"
+    try:
+        assert wait_for(lambda: server.started, 10), f"{where}: the server did not start"
+
+        def head_of(request: bytes) -> tuple[socket.socket, bytes]:
+            client = socket.create_connection(sock.getsockname(), timeout=10)
+            client.sendall(request)
+            raw = b""
+            while b"data: hi" not in raw:  # or, for a refusal, its end (the server closes)
+                chunk = client.recv(65536)
+                if not chunk:
+                    break
+                raw += chunk
+            return client, raw
+
+        client, raw = head_of(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8192 + b"\r\n\r\n")
+        client.close()
+        assert raw.startswith(b"HTTP/1.1 431 "), f"{where}: a big head was not refused: {raw[:80]!r}"
+        client, raw = head_of(b"GET / HTTP/1.0\r\n\r\n")
+        client.close()
+        assert b"transfer-encoding" not in raw.lower() and raw.endswith(b"\r\n\r\ndata: hi\n\n"), (
+            f"{where}: an HTTP/1.0 response was framed: {raw!r}"
+        )
+        assert wait_for(lambda: left == ["1.0"]), f"{where}: the HTTP/1.0 client's close was missed"
+        client, raw = head_of(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        client.close()
+        assert wait_for(lambda: left == ["1.0", "1.1"]), (
+            f"{where}: a client that pipelined and left was never seen leaving: {raw!r}"
+        )
+        stalled, raw = head_of(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            server.should_exit = True
+            thread.join(30)
+            assert not thread.is_alive(), f"{where}: the shutdown did not cut an open response"
+        finally:
+            stalled.close()
+        assert left == ["1.0", "1.1", "1.1"], f"{where}: the cut response's app did not end"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -55,9 +55,13 @@ def test_refusals(gw) -> None:  # type: ignore[no-untyped-def]
     }
     for name, (headers, expected) in cases.items():
         assert _status(gw, path, headers) == expected, name
-    # A query token must be short-lived: URLs end up in logs and browser history.
+    # A query token must be short-lived: URLs end up in logs and browser history. It is
+    # refused as an SSE error event, which an EventSource can read (test_gateway_browser.py).
     long_lived = mint_token(SECRET, 1001, 7, 3600)
-    assert _status(gw, f"{path}?token={long_lived}") == 401
+    with RawSSE(gw.port, f"{path}?token={long_lived}") as client:
+        assert client.response() == 200
+        assert client.read_until(lambda c: c.eof or b"lifetime exceeds" in c.body)
+        assert b'"type":"error"' in client.body and b"lifetime exceeds" in client.body
     m = gw.gateway.metrics()
     assert m["refused_unauthorized"] == 7 and m["refused_forbidden"] == 1
     assert m["connections_total"] == 0

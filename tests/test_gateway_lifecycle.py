@@ -131,7 +131,9 @@ def test_graceful_shutdown_with_a_stalled_client_is_bounded(
 def test_redis_output_buffer_kill_is_detected_and_recovered() -> None:
     """Redis drops a lagging subscriber past its pubsub output-buffer limit; the gateway notices and resubscribes.
 
-    fakeredis has no output-buffer limit, so this runs on real Redis only.
+    The open stream is told (the ``error`` event, then the end of the response) and a stream
+    opened afterwards receives. fakeredis has no output-buffer limit, so this runs on real Redis
+    only.
     """
     with (
         RedisServer(config={"client-output-buffer-limit": "pubsub 256kb 64kb 1"}) as server,
@@ -156,15 +158,17 @@ def test_redis_output_buffer_kill_is_detected_and_recovered() -> None:
             m = gw.gateway.metrics()
             assert m["events_in"] < published  # the killed backlog never reached the gateway
             assert any(what == "reconnected" for _, what in gw.gateway.subscriber_log())
-            # Resubscribed: a new event reaches the still-open stream.
-            assert wait_for(lambda: pub.pubsub_numsub("SSE::1001::7")[0][1] == 1, 10)
-            before = len(client.app_events())
-            client.read_for(0.5)
-            pub.publish("SSE::1001::7", event(10**6, player=7))
-            assert client.read_until(
-                lambda c: any(e["event_data"]["seq"] == 10**6 for e in c.app_events()), 10
-            )
-            assert len(client.app_events()) > before
+            # The open stream was told events may be lost, and ended so that it reconnects.
+            assert client.read_until(lambda c: c.eof, 15)
+            assert client.payloads()[-1]["type"] == "error"
+            # Resubscribed: a new event reaches a stream opened again for the player.
+            with RawSSE(gw.port, PATH, headers={"x-auth-token": gw.token(7)}) as again:
+                assert again.connected()
+                assert wait_for(lambda: pub.pubsub_numsub("SSE::1001::7")[0][1] == 1, 10)
+                pub.publish("SSE::1001::7", event(10**6, player=7))
+                assert again.read_until(
+                    lambda c: any(e["event_data"]["seq"] == 10**6 for e in c.app_events()), 10
+                )
         finally:
             client.close()
             pub.close()

@@ -12,7 +12,8 @@ Three ways to present it, because a browser's ``EventSource`` cannot send header
   plain ``EventSource`` on the same site, but a cookie rides along on every request to the host;
 - ``?token=`` in the URL: works everywhere, but URLs end up in access logs, proxy logs and
   browser history, so a query token must be short-lived: one whose lifetime (expiry minus
-  issue time) exceeds :data:`QUERY_TOKEN_MAX_TTL_S` is refused.
+  issue time) exceeds :data:`QUERY_TOKEN_MAX_TTL_S` is refused, and so is one that, by the
+  verifier's clock, would stay valid longer than that from now (see :func:`verify_token`).
 """
 
 from __future__ import annotations
@@ -122,7 +123,9 @@ def verify_token(
 ) -> TokenClaims:
     """The claims of a valid token; :class:`TokenError` if it is missing, malformed, forged or expired.
 
-    ``max_ttl_s`` refuses tokens minted with a longer lifetime (used for query-string tokens).
+    ``max_ttl_s`` (used for query-string tokens) refuses a token minted with a longer lifetime,
+    and one whose expiry lies more than ``max_ttl_s`` after ``now``: this host accepts such a
+    token for at most ``max_ttl_s`` seconds in all, whatever the minting host's clock said.
     """
     _check_secret(secret)
     if not token:
@@ -147,8 +150,20 @@ def verify_token(
         raise TokenError("expired", "token expired")
     if issued_at > current + CLOCK_SKEW_S:
         raise TokenError("not_yet_valid", "token issued in the future")
-    if max_ttl_s is not None and expires_at - issued_at > max_ttl_s:
-        raise TokenError(
-            "ttl_too_long", f"token lifetime exceeds {max_ttl_s:g} s for this transport"
-        )
+    if max_ttl_s is not None:
+        if expires_at - issued_at > max_ttl_s:
+            raise TokenError(
+                "ttl_too_long", f"token lifetime exceeds {max_ttl_s:g} s for this transport"
+            )
+        # The skew allowance above accepts a token dated up to CLOCK_SKEW_S ahead, which
+        # would let a capped token live max_ttl_s + CLOCK_SKEW_S here. Measuring what is left
+        # of it on this host's clock keeps the whole window within the cap: a token from a
+        # clock that runs ahead only becomes usable later. One millisecond is the token's
+        # resolution, so that a token checked the instant it is minted is not refused.
+        if expires_at - current > max_ttl_s + 0.001:
+            raise TokenError(
+                "not_yet_valid",
+                f"token would stay valid more than {max_ttl_s:g} s from now"
+                " (the minting host's clock runs ahead)",
+            )
     return TokenClaims(brand_id, player_id, expires_at, issued_at)

@@ -3,9 +3,13 @@
 The rooms, each with one job:
 
 - :mod:`.app`: the ASGI app (routing, tokens, the stream endpoint, metrics and health);
+- :mod:`.admission`: who may open which stream, and who may read the metrics;
+- :mod:`.browser`: what pages need: CORS, preflights, refusals an EventSource can read;
 - :mod:`.fanout`: per-connection bounded queues, overflow policies, writers, event fates;
 - :mod:`.subscriber`: the one shared Redis subscription per gateway process;
-- :mod:`.server`: serving with uvicorn, in the foreground or in a background thread;
+- :mod:`.limits`: the HTTP-level limits (head size and deadline, idle, connection caps);
+- :mod:`.server`: serving with uvicorn, in the foreground (one or more worker processes) or in a
+  background thread;
 - :mod:`.backends`: where Redis comes from (fakeredis, a URL, a throwaway redis-server);
 - :mod:`.compat`: every reach into uvicorn's and redis-py's private internals.
 

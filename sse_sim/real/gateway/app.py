@@ -13,17 +13,33 @@ import collections
 import contextlib
 import datetime as dt
 import logging
+import os
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ...errors import SseSimError
 from ...events.wire import connected_frame, error_frame
 from ..auth import QUERY_TOKEN_MAX_TTL_S
 from . import compat
-from .admission import Refusal, admit, respond_json
+from .admission import Refusal, admit, check_metrics_token, metrics_refusal, respond_json
 from .backends import RedisClientFactory
-from .fanout import OVERFLOW_POLICIES, Connection, ConnectionInfo, EventFate, Fanout
+from .browser import Cors, answer_refusal
+from .fanout import (
+    DEFAULT_MAX_QUEUE_BYTES,
+    OVERFLOW_POLICIES,
+    Connection,
+    ConnectionInfo,
+    EventFate,
+    Fanout,
+)
+from .limits import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_HEADER_BYTES,
+    HttpLimits,
+)
 from .subscriber import SUBSCRIPTION_MODES, SharedSubscriber, SubscribeFailed, wait_confirmed
 
 __all__ = ["Gateway", "create_gateway"]
@@ -42,6 +58,13 @@ class Gateway:
     ``on_connection`` is called in the gateway's event loop with a :class:`ConnectionInfo` each
     time a stream registers (its response head sent, its subscription asked for); it must not
     block, and what it raises is logged, not passed to the stream.
+
+    ``cors_origins`` lists the origins whose pages may read the answers (see :mod:`.browser`);
+    ``metrics_token`` makes ``/gateway/metrics`` ask for ``Authorization: Bearer <token>``, and
+    without it only loopback clients may read the metrics.
+
+    ``max_header_bytes``, ``header_timeout_s``, ``idle_timeout_s``, ``max_connections`` and
+    ``max_connections_per_ip`` are the HTTP-level limits (see :class:`.limits.HttpLimits`).
     """
 
     def __init__(
@@ -57,10 +80,18 @@ class Gateway:
         send_buffer_bytes: int | None = None,
         subscription_mode: str = "channel",
         max_write_batch: int = 1,
+        max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
         retry_ms: int | None = None,
         subscribe_timeout_s: float = 5.0,
         query_token_max_ttl_s: float = QUERY_TOKEN_MAX_TTL_S,
         on_connection: Callable[[ConnectionInfo], None] | None = None,
+        cors_origins: Iterable[str] = (),
+        metrics_token: str | None = None,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        max_connections: int | None = None,
+        max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
     ) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise SseSimError(f"buffer_size must be a positive integer, got {buffer_size!r}")
@@ -84,6 +115,12 @@ class Gateway:
             )
         if send_buffer_bytes is not None and send_buffer_bytes < 1:
             raise SseSimError(f"send_buffer_bytes must be positive, got {send_buffer_bytes!r}")
+        if max_queue_bytes is not None and (
+            not isinstance(max_queue_bytes, int) or max_queue_bytes < 1
+        ):
+            raise SseSimError(
+                f"max_queue_bytes must be a positive integer or None, got {max_queue_bytes!r}"
+            )
         if retry_ms is not None and retry_ms < 0:
             raise SseSimError(f"retry_ms must be >= 0, got {retry_ms!r}")
         if len(secret) < 16:
@@ -98,10 +135,22 @@ class Gateway:
         self.send_buffer_bytes = send_buffer_bytes
         self.subscription_mode = subscription_mode
         self.max_write_batch = max_write_batch
+        self.max_queue_bytes = max_queue_bytes
         self.retry_ms = retry_ms
         self.subscribe_timeout_s = subscribe_timeout_s
         self.query_token_max_ttl_s = query_token_max_ttl_s
         self.on_connection = on_connection
+        self.cors = Cors(cors_origins)
+        self.metrics_token = check_metrics_token(metrics_token)
+        # Enforced by the server's protocol (see .limits), per process; kept here so that one
+        # create_gateway call configures everything.
+        self.http_limits = HttpLimits(
+            max_header_bytes=max_header_bytes,
+            header_timeout_s=header_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip,
+        )
 
         self._fanout = Fanout(
             buffer_size=buffer_size,
@@ -109,12 +158,16 @@ class Gateway:
             keepalive_interval_s=self.keepalive_interval_s,
             record_events=self.record_events,
             max_write_batch=max_write_batch,
+            max_queue_bytes=max_queue_bytes,
         )
+        # After any loss of the shared subscription the fan-out tells the streams that had it
+        # and ends them (see fanout.tell_lost); the subscriber resubscribes the rest.
         self._subscriber = SharedSubscriber(
             client_factory=redis_client_factory,
             deliver=self._fanout.deliver,
             mode=subscription_mode,
             reader_yield_every=reader_yield_every,
+            on_lost=self._fanout.tell_lost,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conns: weakref.WeakSet[Connection] = weakref.WeakSet()
@@ -128,14 +181,20 @@ class Gateway:
         kind = scope["type"]
         if kind == "http":
             path = scope["path"]
-            if path.startswith("/gateway/sse/"):
+            if scope["method"] == "OPTIONS":  # a browser's CORS preflight
+                await self.cors.preflight(send, scope)
+            elif path.startswith("/gateway/sse/"):
                 await self._stream(scope, receive, send)
             elif path == "/gateway/metrics":
-                await respond_json(send, 200, self.metrics(), scope)
+                await self._serve_metrics(scope, send)
             elif path == "/healthz":
                 ok = not self._shutting_down
                 await respond_json(
-                    send, 200 if ok else 503, {"status": "ok" if ok else "shutting_down"}, scope
+                    send,
+                    200 if ok else 503,
+                    {"status": "ok" if ok else "shutting_down"},
+                    scope,
+                    self.cors.headers(scope),
                 )
             else:
                 await respond_json(send, 404, {"error": "not found"}, scope)
@@ -143,6 +202,17 @@ class Gateway:
             await self._lifespan(receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})
+
+    async def _serve_metrics(self, scope: dict[str, Any], send: Send) -> None:
+        """Answer ``/gateway/metrics``: the counters, or 401/403 (see :func:`.admission.metrics_refusal`)."""
+        cors = self.cors.headers(scope)
+        refusal = metrics_refusal(scope, self.metrics_token)
+        if refusal is None:
+            await respond_json(send, 200, self.metrics(), scope, cors)
+        else:
+            await respond_json(
+                send, refusal.status, refusal.payload, scope, (refusal.headers or []) + cors
+            )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -164,10 +234,11 @@ class Gateway:
         if isinstance(target, Refusal):
             if target.counter is not None:
                 self._counts[target.counter] += 1
-            await respond_json(send, target.status, target.payload, scope, target.headers)
+            await answer_refusal(send, scope, target, self.cors.headers(scope))
             return
         if self._shutting_down:
-            await respond_json(send, 503, {"error": "shutting down"}, scope)
+            cors = self.cors.headers(scope)
+            await respond_json(send, 503, {"error": "shutting down"}, scope, cors)
             return
         loop = self._bind_loop()
         conn = self._open(scope, *target)
@@ -183,6 +254,7 @@ class Gateway:
                         (b"content-type", b"text/event-stream; charset=utf-8"),
                         (b"cache-control", b"no-cache"),
                         (b"x-accel-buffering", b"no"),
+                        *self.cors.headers(scope),
                     ],
                 }
             )
@@ -335,7 +407,14 @@ class Gateway:
         return list(self._fanout.log)
 
     def metrics(self) -> dict[str, Any]:
-        """Counters of the gateway process, as served on ``/gateway/metrics``."""
+        """Counters of the gateway process, as served on ``/gateway/metrics``.
+
+        Losses of the shared Redis subscription: ``subscriber_outages``, ``outage_s_total``
+        (loss to resubscribe, the ongoing one included), ``streams_told_of_loss`` (streams sent
+        the loss notice and ended), ``loss_notices_sent`` (notices that reached the socket) and
+        ``outages`` (the last 100 in detail). Events published during an outage never reached
+        the gateway, so it cannot count them; the streams told are the ones that missed some.
+        """
         c, f = self._counts, self._fanout
         drops = {
             "dropped_overflow": f.dropped_overflow,
@@ -359,11 +438,17 @@ class Gateway:
             "subscribe_failures": c["subscribe_failures"],
             "subscriber_reconnects": self._subscriber.reconnects,
             "subscriber_errors": self._subscriber.errors,
+            **self._subscriber.outage_metrics(),
+            "loss_notices_sent": f.loss_notices_sent,
             "channels_subscribed": len(f.routes),
             "subscription_mode": self.subscription_mode,
             "buffer_size": self.buffer_size,
             "overflow_policy": self.overflow_policy,
             "reader_yield_every": self.reader_yield_every,
+            "max_queue_bytes": self.max_queue_bytes,
+            "queue_bytes_peak": f.queue_bytes_peak,
+            "pid": os.getpid(),  # which worker answered, with --workers
+            **self.http_limits.metrics(),
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ __all__ = [
     "DEV_SECRET",
     "Backend",
     "RedisClientFactory",
+    "check_secret_for_host",
     "fakeredis_factory",
+    "is_loopback",
     "make_backend",
     "redis_factory",
     "secret_from_env",
@@ -22,7 +25,43 @@ __all__ = [
 RedisClientFactory = Callable[[], Any]
 
 DEV_SECRET = b"sse-sim-development-secret-not-for-production"
-"""Secret used when none is given, so ``sse-sim token`` and ``sse-sim gateway`` agree out of the box."""
+"""Secret used when none is given, so ``sse-sim token`` and ``sse-sim gateway`` agree out of the box.
+
+It is public (it is in this file), so a gateway signing with it serves loopback only: see
+:func:`check_secret_for_host`.
+"""
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` names this machine only: 127.0.0.0/8, ::1 or ``localhost``.
+
+    Other names are not resolved: what a name resolves to can change after the check.
+    """
+    if not host:
+        return False  # "" binds every interface
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def check_secret_for_host(host: str, secret: bytes) -> None:
+    """Refuse (:class:`SseSimError`) to serve a non-loopback ``host`` with the development secret.
+
+    Anyone can mint a token with the public development secret (``sse-sim token`` does), so a
+    gateway that signs with it and listens beyond this machine would let anyone read any
+    player's stream. Call it before binding, so that nothing ever listens.
+    """
+    if bytes(secret) == DEV_SECRET and not is_loopback(host):
+        raise SseSimError(
+            f"refusing to listen on {host or 'every interface'!r} with the built-in development"
+            " secret, which anyone can use to mint tokens: give a secret of at least 16 bytes"
+            " with --secret or $SSE_SIM_SECRET, or listen on 127.0.0.1"
+        )
 
 
 def redis_factory(url: str, **kwargs: Any) -> RedisClientFactory:

@@ -7,7 +7,15 @@ Delivery model (the same as the simulator's):
   transport buffer hold beyond that is "socket buffering" (``send_buffer_bytes`` shrinks it);
 - when the queue is full the overflow policy decides: ``drop_newest`` drops the arriving event
   (the documented Go ``select`` with ``default``), ``drop_oldest`` evicts the oldest queued one,
-  ``disconnect`` aborts the slow stream (the client's EventSource reconnects later).
+  ``disconnect`` aborts the slow stream (the client's EventSource reconnects later);
+- the queue is also capped in bytes (``max_queue_bytes``, the frames' encoded size), so a
+  stalled client of big events holds at most that much instead of ``buffer_size`` times the
+  largest event: an event that would pass the cap meets the same overflow policy. An event
+  always fits an empty queue (else an event bigger than the cap could reach nobody), so a queue
+  holds at most ``max(max_queue_bytes, one event)``;
+- when the shared subscription is lost (:meth:`Fanout.tell_lost`) each stream that had a live
+  subscription gets what it already queued, then the documented ``error`` event saying events
+  may have been lost, then the end of the response.
 
 :meth:`Fanout.deliver` is the hot path: a dict lookup and a deque append per (event,
 connection), and every frame is encoded once per Redis message, not once per connection.
@@ -19,16 +27,40 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from ...events.wire import encode_event, keepalive_frame
+from ...events.wire import encode_event, error_frame, keepalive_frame
 from ...scenario import OVERFLOW_POLICIES
 from .compat import chunk
 
-__all__ = ["OVERFLOW_POLICIES", "Connection", "ConnectionInfo", "EventFate", "Fanout", "Fate"]
+__all__ = [
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "LOSS_MESSAGE",
+    "OVERFLOW_POLICIES",
+    "Connection",
+    "ConnectionInfo",
+    "EventFate",
+    "Fanout",
+    "Fate",
+]
+
+DEFAULT_MAX_QUEUE_BYTES = 1 << 20
+"""Bytes a connection's queue may hold by default: 1 MiB, Centrifugo's client queue limit."""
+
+LOSS_MESSAGE = "Events may have been lost: the subscription to events was interrupted"
+"""The ``error`` event's message when the shared Redis subscription was lost."""
+
+# The loss notice, then the stream ends. The notice alone would change nothing in a browser:
+# EventSource hands an `error` *message* to onmessage like any other, and the documented client
+# filters on event_type and would ignore it, staying on a stream that missed events. Ending the
+# response is what makes EventSource reconnect (after its retry delay), and the new stream's
+# `connected` is sent only once Redis has confirmed the new subscription, so a client is never
+# left open on a subscription that is gone, receiving keepalives and nothing else.
+_LOSS_NOTICE = error_frame(LOSS_MESSAGE)
 
 Fate = Literal["sent", "dropped_overflow", "evicted", "lost_in_buffer", "disconnected_slow"]
 
@@ -99,6 +131,8 @@ class Connection:
         "player_id",
         "channel",
         "queue",
+        "queued_bytes",
+        "notice",
         "waiter",
         "gone",
         "slow",
@@ -125,10 +159,13 @@ class Connection:
         self.player_id = player_id
         self.channel = channel
         self.queue: collections.deque[Any] = collections.deque()
+        self.queued_bytes = 0  # encoded size of the frames in queue
+        self.notice: bytes | None = None  # a frame to write after the queue, before the stream ends
         self.waiter: asyncio.Future[None] | None = None
         self.gone = False  # the client went away (http.disconnect)
         self.slow = False  # overflow policy "disconnect" fired
-        self.closing = False  # the gateway is shutting down
+        # the stream is to end: the gateway shuts down, or it was told of a loss
+        self.closing = False
         self.keepalive_due = False
         self.keepalive_handle: asyncio.TimerHandle | None = None
         self.transport = transport
@@ -158,8 +195,12 @@ class Fanout:
         keepalive_interval_s: float,
         record_events: bool,
         max_write_batch: int,
+        max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
     ) -> None:
         self.buffer_size = buffer_size
+        self.max_queue_bytes = max_queue_bytes
+        # an int either way: the hot path compares without a None check
+        self._byte_cap = max_queue_bytes if max_queue_bytes is not None else sys.maxsize
         self.overflow_policy = overflow_policy
         self.keepalive_interval_s = keepalive_interval_s
         self.record_events = record_events
@@ -175,6 +216,9 @@ class Fanout:
         self.disconnected_slow = 0
         self.connections_disconnected_slow = 0
         self.keepalives_out = 0
+        self.queue_bytes_peak = 0  # the most bytes any connection's queue has held
+        self.streams_told_of_loss = 0
+        self.loss_notices_sent = 0
 
     # ------------------------------------------------------------------ routing
 
@@ -222,6 +266,8 @@ class Fanout:
         else:
             item = frame
         cap = self.buffer_size
+        byte_cap = self._byte_cap
+        size = len(frame)
         framed = None
         for conn in conns:
             if conn.gone or conn.slow or conn.closing:
@@ -247,26 +293,43 @@ class Fanout:
                     if self.record_events:
                         self.log_fates(conn, [item], "sent")
                     continue
-            if len(queue) < cap:
+            queued = conn.queued_bytes + size
+            if len(queue) < cap and (queued <= byte_cap or not queue):
                 queue.append(item)
+                conn.queued_bytes = queued
+                if queued > self.queue_bytes_peak:
+                    self.queue_bytes_peak = queued
                 waiter = conn.waiter
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
             else:
-                self._overflow(conn, item)
+                self._overflow(conn, item, size)
 
-    def _overflow(self, conn: Connection, item: Any) -> None:
+    def _overflow(self, conn: Connection, item: Any, size: int) -> None:
         policy = self.overflow_policy
         if policy == "drop_newest":
             self.dropped_overflow += 1
             if self.record_events:
                 self.log_fates(conn, [item], "dropped_overflow")
         elif policy == "drop_oldest":
-            old = conn.queue.popleft()
-            conn.queue.append(item)
-            self.dropped_overflow += 1
-            if self.record_events:
-                self.log_fates(conn, [old], "evicted")
+            # Evict as many as it takes to fit both caps (several small ones may make room for
+            # one big one).
+            queue = conn.queue
+            byte_cap = self._byte_cap
+            record = self.record_events
+            evicted = []
+            while queue and (len(queue) >= self.buffer_size or conn.queued_bytes + size > byte_cap):
+                old = queue.popleft()
+                conn.queued_bytes -= len(old.frame) if record else len(old)
+                evicted.append(old)
+            queue.append(item)
+            conn.queued_bytes += size
+            if conn.queued_bytes > self.queue_bytes_peak:
+                self.queue_bytes_peak = conn.queued_bytes
+            self.dropped_overflow += len(evicted)
+            if record:
+                self.log_fates(conn, evicted, "evicted")
+            conn.wake()
         else:
             conn.slow = True
             self.disconnected_slow += 1
@@ -297,6 +360,7 @@ class Fanout:
                 else:
                     items = [queue.popleft() for _ in range(min(batch, len(queue)))]
                 body = b"".join(item.frame for item in items) if record else b"".join(items)
+                conn.queued_bytes -= len(body)
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 if conn.gone:
                     # uvicorn drops writes once the peer has left (or the gateway aborted a slow
@@ -325,6 +389,11 @@ class Fanout:
                 self.keepalives_out += 1
                 continue
             if conn.closing:
+                notice, conn.notice = conn.notice, None
+                if notice is not None:
+                    await send({"type": "http.response.body", "body": notice, "more_body": True})
+                    if not conn.gone:
+                        self.loss_notices_sent += 1
                 return
             waiter = loop.create_future()
             conn.waiter = waiter
@@ -360,6 +429,30 @@ class Fanout:
         if self.record_events:
             self.log_fates(conn, list(queue), fate)
         queue.clear()
+        conn.queued_bytes = 0
+
+    def tell_lost(self, keys: list[bytes] | None) -> int:
+        """Tell the open streams on channels ``keys`` (None: every stream) that events may be lost, and end them.
+
+        Each gets what it already queued, the ``error`` event and the end of the response (see
+        ``_LOSS_NOTICE`` for why it ends). Returns how many streams were told.
+        """
+        groups = (
+            list(self.routes.values())
+            if keys is None
+            else [self.routes[k] for k in keys if k in self.routes]
+        )
+        told = 0
+        for conns in groups:
+            for conn in conns:
+                if conn.gone or conn.slow or conn.closing:
+                    continue
+                conn.notice = _LOSS_NOTICE
+                conn.closing = True
+                conn.wake()
+                told += 1
+        self.streams_told_of_loss += told
+        return told
 
     def log_fates(self, conn: Connection, items: list[RecordedEvent], fate: Fate) -> None:
         """Append one :class:`EventFate` per item, stamped now."""

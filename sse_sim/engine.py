@@ -166,6 +166,7 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
         last_sess = -1
         conn_end = np.inf
         down_until = -np.inf  # after a slow-client disconnect: no subscription until then
+        cut_at = -np.inf  # when the gateway last closed this client for being slow
         n_cuts = 0
         run_pos = 0
         for r in range(r0, r1):
@@ -194,6 +195,12 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
             # 3. subscription active at publish time?
             s = session_at(sess_dis, s, s_end, p)
             if s >= s_end or sess_sub[s] > p or p < down_until:
+                if p <= cut_at and s < s_end and sess_sub[s] <= p:
+                    # published while subscribed, still on its way when the gateway closed the
+                    # slow connection: lost with the connection, not for want of a subscription
+                    outcome[r] = LOST_IN_BUFFER
+                    session_id[r] = s
+                    continue
                 outcome[r] = LOST_DISCONNECTED
                 gateway_at[r] = np.nan
                 session_id[r] = -1
@@ -231,6 +238,7 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
                     n_wait = 0
                     head_done = np.inf
                     down_until = reconnect_at(arr, c, n_cuts, inp.client_retry[c], sub_table, gw)
+                    cut_at = arr
                     n_cuts += 1
                     conn = -1
                     continue

@@ -237,6 +237,9 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
         prev_s = -1  # the last connection closed: its session, subscription and close instants
         prev_from = np.inf
         prev_end = -np.inf
+        cut_s = -1  # the last connection the gateway closed for being slow: session, subscription, cut
+        cut_from = np.inf
+        cut_at = -np.inf
         last_sess = -1
         down_until = -np.inf
         n_cuts = 0
@@ -334,6 +337,13 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                 r += 1
                 continue
             # 4. subscription active at publish time?
+            if conn < 0 and cut_s >= 0 and cut_from <= p <= cut_at:
+                # published while subscribed, still on its way when the gateway closed the slow
+                # connection: lost with the connection, not for want of a subscription
+                session_id[r] = cut_s
+                outcome[r] = LOST_IN_BUFFER
+                r += 1
+                continue
             if conn < 0 and prev_s >= 0 and prev_from <= p < prev_end:
                 # subscribed at publish, but the connection closed before the event got there
                 session_id[r] = prev_s
@@ -377,6 +387,9 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                     n_rep = 0
                     head_done = np.inf
                     down_until = reconnect_at(arr, c, n_cuts, inp.client_retry[c], inp.sub_table, gw)
+                    cut_s = conn
+                    cut_from = conn_from
+                    cut_at = arr
                     n_cuts += 1
                     # the client comes back within this session if it is still open then,
                     # otherwise with the next session that outlasts the delay

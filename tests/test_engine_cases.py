@@ -49,9 +49,10 @@ def test_disconnect_policy_cuts_the_client_and_counts_what_it_lost():
     out = by_outcome(simulate(sc, seed=3).records)
     # the 52nd event finds the connection full: it and the 51 held are lost with the connection
     assert out["disconnected_slow"] == list(range(52))
-    # the rest were published while the client was reconnecting
-    assert out["lost_disconnected"] == list(range(52, 100))
-    assert "delivered" not in out
+    # the rest were published (at t = 0) while it was subscribed, and were on their way from
+    # Redis when the gateway closed it: lost with the connection, not for want of a subscription
+    assert out["lost_in_buffer"] == list(range(52, 100))
+    assert "delivered" not in out and "lost_disconnected" not in out
 
 
 def test_disconnect_policy_client_comes_back_after_the_retry_delay():
@@ -173,3 +174,21 @@ def test_redis_output_limit_kills_the_backlog_of_a_slow_node_reader():
     delivered_ids = rec[rec.outcome == "delivered"]["event_id"]
     assert delivered_ids.min() == 0 and delivered_ids.max() > 730
     assert counts["delivered"] + counts["lost_redis_output_limit"] == 2000
+
+
+def test_events_on_their_way_when_the_gateway_closes_a_slow_client_are_lost_in_buffer():
+    # a 5 ms Redis hop: the burst's last events are published before the 52nd reaches the
+    # gateway and closes the connection, and arrive after it; a later event finds no subscription
+    sc = burst_scenario("disconnect")
+    sc["redis"]["hop_latency"] = 0.005
+    sc["publishers"][0]["spacing_s"] = 0.0001
+    sc["publishers"].append({"kind": "burst", "size": 1, "every_s": 1.0, "aligned": True, "event_type": "late"})
+    sc["disconnects"] = {"retry_delay_s": 3.0}
+    rec = simulate(sc, seed=3).records
+    burst = rec[rec.event_type != "late"].sort_values("published_at")
+    cut_at = burst[burst.outcome == "disconnected_slow"]["published_at"].max() + 0.005
+    on_their_way = burst[burst.outcome != "disconnected_slow"]
+    assert len(on_their_way) == 48 and (on_their_way["published_at"] < cut_at).all()
+    assert (on_their_way.outcome == "lost_in_buffer").all() and (on_their_way.session_id == 0).all()
+    late = rec[rec.event_type == "late"].set_index("published_at")["outcome"].astype(str)
+    assert late.loc[1.0] == "lost_disconnected" and late.loc[3.0] == "delivered"

@@ -185,10 +185,14 @@ def test_events_on_their_way_when_the_gateway_closes_a_slow_client_are_lost_in_b
     sc["publishers"].append({"kind": "burst", "size": 1, "every_s": 1.0, "aligned": True, "event_type": "late"})
     sc["disconnects"] = {"retry_delay_s": 3.0}
     rec = simulate(sc, seed=3).records
-    burst = rec[rec.event_type != "late"].sort_values("published_at")
-    cut_at = burst[burst.outcome == "disconnected_slow"]["published_at"].max() + 0.005
+    # the connection holds 51 (the late event published at t = 0 among them); the 52nd closes it
+    cut_at = rec.loc[rec.outcome == "disconnected_slow", "gateway_at"].max()
+    assert (rec.outcome == "disconnected_slow").sum() == 52
+    burst = rec[rec.event_type != "late"]
     on_their_way = burst[burst.outcome != "disconnected_slow"]
-    assert len(on_their_way) == 48 and (on_their_way["published_at"] < cut_at).all()
+    assert len(on_their_way) == 49 and (on_their_way["published_at"] < cut_at).all()
+    assert (on_their_way["gateway_at"] > cut_at).all()
     assert (on_their_way.outcome == "lost_in_buffer").all() and (on_their_way.session_id == 0).all()
     late = rec[rec.event_type == "late"].set_index("published_at")["outcome"].astype(str)
-    assert late.loc[1.0] == "lost_disconnected" and late.loc[3.0] == "delivered"
+    # back 3 s after the cut at 10 ms: 3.0 s is still inside the reconnect, 4.0 s is not
+    assert late.loc[1.0] == "lost_disconnected" and late.loc[3.0] == "lost_disconnected" and late.loc[4.0] == "delivered"

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from sse_sim import load_scenario, size_buffer
 from sse_sim.analytic import mm1k_blocking, mm1k_smallest_k
 from sse_sim.cli import app
-from sse_sim.sizing import _smallest
+from sse_sim.sizing import smallest_meeting
 from sse_sim.sweep import SweepError
 from sse_sim.tables import check_frame
 
@@ -85,9 +85,9 @@ def test_disconnect_loss_is_reported_apart_and_does_not_shrink_with_the_buffer(s
 
 def test_a_size_counts_only_if_every_larger_size_meets_the_target():
     table = pd.DataFrame({"buffer_size": [10, 20, 30, 40, 50]})
-    assert _smallest(table, np.array([False, True, False, True, True])) == 40
-    assert _smallest(table, np.array([True, True, True, True, True])) == 10
-    assert _smallest(table, np.array([True, True, True, True, False])) is None
+    assert smallest_meeting(table, np.array([False, True, False, True, True])) == 40
+    assert smallest_meeting(table, np.array([True, True, True, True, True])) == 10
+    assert smallest_meeting(table, np.array([True, True, True, True, False])) is None
 
 
 def test_no_size_fixes_a_client_that_is_always_too_slow():

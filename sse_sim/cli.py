@@ -16,7 +16,7 @@ import typer
 from . import analysis_cli, compare_cli
 from .errors import SseSimError
 from .events import cli as events_cli
-from .real import cli_gateway
+from .real import cli_capture, cli_gateway
 
 app = typer.Typer(
     name="sse-sim",
@@ -185,6 +185,7 @@ analysis_cli.register(app)
 compare_cli.register(app)
 events_cli.register(app, schema_app)
 cli_gateway.register(app)
+cli_capture.register(app)
 
 
 def _click_error_types() -> tuple[type[BaseException], ...]:

@@ -77,6 +77,39 @@ def _size_history(scenario: Path, max_loss: float, by: str, sizes: str | None, s
             typer.echo(f"wrote {out / name}")
 
 
+def _fit(trace: Path, out: Path, replay: bool, players: int | None, name: str | None) -> None:
+    """``sse-sim fit``: a scenario (and its data files) written next to ``out``, checked by loading it."""
+    import pandas as pd
+    import yaml
+
+    from .fit import FitError, fit_trace, replay_trace
+    from .scenario import load_scenario
+
+    if out.suffix not in (".yaml", ".yml"):
+        raise _fail(f"--out {out}: the scenario is written as YAML; name it *.yaml")
+    try:
+        frame = pd.read_parquet(trace)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{trace}: cannot read the trace ({exc})") from None
+    label = name or out.stem
+    try:
+        fitted = replay_trace(frame, name=label) if replay else fit_trace(frame, name=label, players=players)
+    except FitError as exc:
+        raise _fail(f"{trace}: {exc}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for rel, data in fitted.files.items():
+        (out.parent / rel).parent.mkdir(parents=True, exist_ok=True)
+        data.to_csv(out.parent / rel, index=False)
+    out.write_text(f"# {'Replays' if replay else 'Fitted to'} {trace.name} by sse-sim fit\n" + yaml.safe_dump(fitted.scenario, sort_keys=False))
+    load_scenario(out)  # what was written is a valid scenario, data files included
+    if not fitted.report.empty:
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            typer.echo(fitted.report.set_index("event_type").T.to_string())
+    for note in fitted.notes:
+        typer.echo(note)
+    typer.echo(f"wrote {out} ({len(fitted.scenario['publishers'])} publisher(s)) and {len(fitted.files)} data file(s)")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``size`` and ``sweep`` to the sse-sim command line."""
 
@@ -127,6 +160,19 @@ def register(app: typer.Typer) -> None:
                 fig.savefig(out / "loss_vs_buffer.png", dpi=110)
             for name in ("sizing.csv", "sizing_per_seed.csv", "loss_vs_buffer.png"):
                 typer.echo(f"wrote {out / name}")
+
+    @app.command("fit")
+    def fit_cmd(
+        trace: Annotated[Path, typer.Argument(help="A trace written by sse-sim capture (.parquet).", show_default=False)],
+        out: Annotated[Path, typer.Option("--out", help="The scenario to write (.yaml); its data files go next to it.")],
+        replay: Annotated[bool, typer.Option("--replay", help="Replay the trace exactly instead of fitting a model.")] = False,
+        players: Annotated[
+            int | None, typer.Option("--players", min=1, help="Players per brand, when more exist than the trace shows.")
+        ] = None,
+        name: Annotated[str | None, typer.Option("--name", help="The scenario's name (default: the file's).")] = None,
+    ) -> None:
+        """Fit a scenario to captured traffic (rates and their spread, bursts, daily cycle, payload sizes), or replay it."""
+        _fit(trace, out, replay, players, name)
 
     @app.command("sweep")
     def sweep_cmd(

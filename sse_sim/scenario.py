@@ -62,6 +62,13 @@ class PoissonPublisher(_Strict):
     kind: Literal["poisson"]
     event_type: str = "notification"
     rate_per_player_per_s: float = Field(gt=0)
+    activity_sigma: float = Field(
+        default=0.0,
+        ge=0,
+        le=5,
+        description="Spread of activity across players: each player's rate is the mean rate times a lognormal "
+        "factor of mean 1 and this sigma (0: every player at the same rate). Real traffic is heavy-tailed.",
+    )
     diurnal: Diurnal | None = None
     payload_bytes: DistSpec = Field(default_factory=lambda: _const(300))
 

@@ -207,10 +207,17 @@ def _uniform_order_stats(counts, spacings, duration):  # pragma: no cover - jitt
     return out
 
 
-def _poisson(pub: PoissonPublisher, n_players: int, duration: float, rng: np.random.Generator):
+def _poisson(pub: PoissonPublisher, n_players: int, duration: float, rng: np.random.Generator, activity_rng: np.random.Generator):
     amp = pub.diurnal.amplitude if pub.diurnal else 0.0
     peak_rate = pub.rate_per_player_per_s * (1.0 + amp)
-    counts = rng.poisson(peak_rate * duration, n_players).astype(np.int64)
+    if pub.activity_sigma > 0:
+        # each player's own rate: a lognormal factor of mean 1, from its own stream so that
+        # giving a spread leaves every other random draw of the run as it was
+        sigma = pub.activity_sigma
+        factor = np.exp(sigma * activity_rng.standard_normal(n_players) - sigma * sigma / 2)
+        counts = rng.poisson(peak_rate * duration * factor).astype(np.int64)
+    else:
+        counts = rng.poisson(peak_rate * duration, n_players).astype(np.int64)
     spacings = rng.standard_exponential(int(counts.sum()) + n_players)
     times = _uniform_order_stats(counts, spacings, duration)
     player = np.repeat(np.arange(n_players, dtype=np.int32), counts)
@@ -311,7 +318,7 @@ def _publishes(scenario: Scenario, seed: int):
         code = event_types.index(pub.event_type)
         types = sizes = None
         if isinstance(pub, PoissonPublisher):
-            t, p = _poisson(pub, n_players, duration, rng)
+            t, p = _poisson(pub, n_players, duration, rng, stream_rng(seed, f"activity[{i}]"))
         elif isinstance(pub, BurstPublisher):
             t, p = _burst(pub, n_players, duration, rng)
         else:

@@ -54,7 +54,7 @@ def test_capture_records_every_event_with_its_fields(redis_url, tmp_path):
         wait_for(lambda: subscribed(client), what="the capture's subscription")
         for i in range(300):
             publish_delivery(client, 1001, 1 + i % 7, "gamification_balance_update", BALANCE)
-        for i in range(20):
+        for _ in range(20):
             publish_delivery(client, 1002, 9, "notification", NOTE, delivery="stream")
         client.publish("SSE::1001::1", b"not json")  # skipped, counted
         client.publish("SSE::oops", b"{}")  # not an SSE channel: skipped

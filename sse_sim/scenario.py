@@ -217,6 +217,11 @@ class ClientsConfig(_Strict):
         ge=0,
         description="Events the kernel socket buffers hold beyond the gateway's queue and in-flight slot.",
     )
+    bandwidth_bytes_per_s: DistSpec | None = Field(
+        default=None,
+        description="Each client's download bandwidth (a distribution, one draw per client): an event's drain is "
+        "drain_time plus its framed bytes over it, so big events drain slower. null: drain_time alone.",
+    )
     browsers: dict[Browser, Annotated[float, Field(ge=0)]] | None = Field(
         default=None,
         description="Share of players per browser, e.g. {chromium: 0.7, firefox: 0.2, safari: 0.1}; sets each "

@@ -514,14 +514,36 @@ def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0) -> Wor
     )
 
 
-def sample_row_times(scenario: Scenario, seed: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+#: Bytes an event costs on the wire beyond its JSON: the SSE framing ``data: `` and the blank line.
+SSE_FRAME_BYTES = 8
+
+
+def sample_row_times(
+    scenario: Scenario,
+    seed: int,
+    n_rows: int,
+    *,
+    workload: Workload | None = None,
+    event_id: np.ndarray | None = None,
+    client_id: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Drain time and network latency of every (event, client) row, from their own streams.
 
-    Drawn as float32: at ten million rows generating them is a third of the run, and seven
-    significant digits of a latency are plenty.
+    The drain is ``clients.drain_time`` (a per-event cost) plus, when
+    ``clients.bandwidth_bytes_per_s`` is set, the event's framed bytes over its client's
+    bandwidth (one draw per client); the rows' ``workload``, ``event_id`` and ``client_id`` are
+    then needed. Drawn as float32: at ten million rows generating them is a third of the run,
+    and seven significant digits of a latency are plenty.
     """
     drain = scenario.clients.drain_time.sample(stream_rng(seed, "drain"), n_rows, np.float32)
     net = scenario.clients.network_latency.sample(stream_rng(seed, "network"), n_rows, np.float32)
+    bandwidth = scenario.clients.bandwidth_bytes_per_s
+    if bandwidth is not None:
+        if workload is None or event_id is None or client_id is None:
+            raise ValueError("clients.bandwidth_bytes_per_s needs the rows' workload, event_id and client_id")
+        per_client = bandwidth.sample(stream_rng(seed, "bandwidth"), workload.n_clients, np.float64)
+        framed = workload.payload_bytes[event_id].astype(np.float64) + SSE_FRAME_BYTES
+        drain = (drain + framed / per_client[client_id]).astype(np.float32)
     return drain, net
 
 
@@ -529,6 +551,7 @@ __all__ = [
     "Workload",
     "build_workload",
     "sample_row_times",
+    "SSE_FRAME_BYTES",
     "message_id",
     "event_id_of_message_id",
     "stream_rng",

@@ -196,3 +196,22 @@ def test_events_on_their_way_when_the_gateway_closes_a_slow_client_are_lost_in_b
     late = rec[rec.event_type == "late"].set_index("published_at")["outcome"].astype(str)
     # back 3 s after the cut at 10 ms: 3.0 s is still inside the reconnect, 4.0 s is not
     assert late.loc[1.0] == "lost_disconnected" and late.loc[3.0] == "lost_disconnected" and late.loc[4.0] == "delivered"
+
+
+def test_bandwidth_makes_big_events_drain_slower():
+    # 10 kB/s: a 19,992-byte event (20,000 framed) takes 2 s on top of the 1 ms per event; a
+    # 92-byte one 10 ms
+    sc = burst_scenario("drop_newest")
+    sc["publishers"] = [
+        {"kind": "burst", "size": 2, "every_s": 100, "aligned": True, "payload_bytes": 19992},
+        {"kind": "burst", "size": 1, "every_s": 100, "aligned": True, "event_type": "small", "payload_bytes": 92},
+    ]
+    sc["clients"] = {"drain_time": 0.001, "network_latency": 0, "bandwidth_bytes_per_s": 10000}
+    rec = simulate(sc, seed=1).records.sort_values("left_at")
+    assert rec["left_at"].tolist() == pytest.approx([2.001, 4.002, 4.013])
+    # a spread of bandwidths: one draw per client, the same for all its events
+    sc["population"]["players_per_brand"] = 20
+    sc["clients"]["bandwidth_bytes_per_s"] = {"kind": "lognormal", "median": 20000, "p99": 200000}
+    rec = simulate(sc, seed=1).records
+    first = rec[rec.event_type != "small"].groupby("client_id")["left_at"].min()
+    assert first.nunique() == 20

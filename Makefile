@@ -24,6 +24,7 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 	bash scripts/ensure-redis-server.sh
+	bash scripts/ensure-chromium.sh
 
 ## Run the default scenario on the embedded default; outputs under out/baseline.
 run: install
@@ -37,6 +38,8 @@ bench: install-test
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_events.py
 	$(BIN)/python bench/bench_gateway.py
+	$(BIN)/python bench/bench_gateway_10k.py
+	$(BIN)/python bench/bench_validate.py
 
 # Jupyter refuses to start as root without --allow-root; containers and CI machines run as root.
 ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)

@@ -6,8 +6,9 @@ drain and network samples, and tabulates each metric side by side.
 
 Tolerance rule (a metric is *within* when ``|real - sim| <= tolerance``):
 
-* **loss rates** (``loss_rate`` and each ``loss_rate_<cause>``): ``z * sqrt(se_sim^2 + se_real^2)
-  + 1 / attempts``. Losses are clustered (one burst overflows many events of one client; one
+* **rates** (``loss_rate``, each ``loss_rate_<cause>``, and under ``stream`` / ``latest``
+  delivery ``superseded_rate`` and ``replayed_rate``, the shares of attempts superseded and
+  delivered by replay): ``z * sqrt(se_sim^2 + se_real^2) + 1 / attempts``. Losses are clustered (one burst overflows many events of one client; one
   outage loses a run of them), so the standard error is a cluster one: clusters are (seed,
   client, 1-second publish batch), ``se = sqrt(k / (k - 1) * sum (x_i - r n_i)^2) / N`` for the
   ratio estimator. The ``1 / attempts`` term is one attempt of rounding; a deterministic scenario
@@ -17,7 +18,7 @@ Tolerance rule (a metric is *within* when ``|real - sim| <= tolerance``):
   binomial index interval ``n q +- sqrt(n q (1 - q))`` mapped through the sorted sample), and
   ``latency_floor_s`` (default 10 ms) absorbs scheduling jitter of a loaded 2-core machine: the
   simulator knows no event-loop or thread scheduling delay, the real run has up to a few ms.
-* ``z`` defaults to 3.29 (two-sided 99.9 %): nine metrics are tested at once, so a looser level
+* ``z`` defaults to 3.29 (two-sided 99.9 %): a dozen metrics are tested at once, so a looser level
   would flag a perfectly good simulator every few runs.
 
 Socket buffers: unless the scenario sets ``clients.socket_buffer_events``, the simulator is run
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .outcomes import LOSS_CAUSES, OUTCOME_LABELS
+from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
 from .real.runner import prepare_scenario, run_real
 from .real.sockbuf import gateway_socket_buffer_events
 from .results import SimulationResult
@@ -99,9 +100,8 @@ def _fmt_ms(v: float) -> str:
     return "-" if v is None or math.isnan(v) else f"{v * 1000:.2f} ms"
 
 
-def _cluster_se(records: pd.DataFrame, codes: np.ndarray, target: int | None) -> float:
-    """Cluster standard error of the share of rows with outcome ``target`` (None: any loss)."""
-    hit = codes != 0 if target is None else codes == target
+def _cluster_se(records: pd.DataFrame, hit: np.ndarray) -> float:
+    """Cluster standard error of the share of rows where ``hit`` is true."""
     key = (
         records["_seed"].to_numpy().astype(np.int64) * 10**9
         + records["client_id"].to_numpy().astype(np.int64) * 10**4
@@ -143,18 +143,12 @@ def comparison_table(
             f = f.assign(_seed=0)
         frames.append(f)
     sim, real = frames
-    sc = sim["outcome"].cat.codes.to_numpy()
-    rc = real["outcome"].cat.codes.to_numpy()
     rows: list[tuple[str, float, float, float]] = []
     one = 1.0 / max(len(sim), 1)
-    metrics: list[tuple[str, int | None]] = [("loss_rate", None)]
-    metrics += [(f"loss_rate_{cause}", OUTCOME_LABELS.index(cause)) for cause in LOSS_CAUSES]
-    for name, target in metrics:
-        s_hit = (sc != 0) if target is None else (sc == target)
-        r_hit = (rc != 0) if target is None else (rc == target)
-        s_val = float(s_hit.mean()) if len(sc) else math.nan
-        r_val = float(r_hit.mean()) if len(rc) else math.nan
-        se = math.hypot(_cluster_se(sim, sc, target), _cluster_se(real, rc, target))
+    for name, s_hit, r_hit in _rate_metrics(sim, real):
+        s_val = float(s_hit.mean()) if len(s_hit) else math.nan
+        r_val = float(r_hit.mean()) if len(r_hit) else math.nan
+        se = math.hypot(_cluster_se(sim, s_hit), _cluster_se(real, r_hit))
         rows.append((name, s_val, r_val, z * se + one))
     s_lat = sim["latency_s"].dropna().to_numpy()
     r_lat = real["latency_s"].dropna().to_numpy()
@@ -169,6 +163,23 @@ def comparison_table(
     table["within"] = both_nan | (table["diff"].abs() <= table["tolerance"])
     table = table[[c.name for c in COMPARISON]].astype({"metric": object, "within": bool})
     return table.reset_index(drop=True)
+
+
+def _rate_metrics(sim: pd.DataFrame, real: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Each rate metric's name and which rows count, in the simulator's and the real frame.
+
+    ``superseded`` is not a loss (the client holds the newer value), so ``loss_rate`` counts the
+    loss causes only; ``superseded_rate`` and ``replayed_rate`` (delivered by replay) come after
+    the causes (zero on both sides unless some type is under ``stream`` or ``latest``).
+    """
+    codes = [f["outcome"].cat.codes.to_numpy() for f in (sim, real)]
+    loss = [OUTCOME_LABELS.index(c) for c in LOSS_CAUSES]
+    out = [("loss_rate", *(np.isin(c, loss) for c in codes))]
+    out += [(f"loss_rate_{cause}", *(c == OUTCOME_LABELS.index(cause) for c in codes)) for cause in LOSS_CAUSES]
+    superseded = [c == Outcome.SUPERSEDED for c in codes]
+    replayed = [f["replayed"].to_numpy(dtype=bool) & (c == Outcome.DELIVERED) for f, c in zip((sim, real), codes, strict=True)]
+    out += [("superseded_rate", *superseded), ("replayed_rate", *replayed)]
+    return out
 
 
 def _mean_payload_bytes(result: SimulationResult) -> int:

@@ -115,7 +115,7 @@ SWEEP: tuple[Column, ...] = (
 )
 
 COMPARISON: tuple[Column, ...] = (
-    Column("metric", "object", "", "loss_rate, loss_rate_<cause> for each cause, latency_p50_s, latency_p95_s or latency_p99_s."),
+    Column("metric", "object", "", "loss_rate, loss_rate_<cause> for each cause, superseded_rate, replayed_rate, latency_p50_s, latency_p95_s or latency_p99_s."),
     Column("sim", "float64", "fraction or s", "The simulator's value for the same workload (same seed)."),
     Column("real", "float64", "fraction or s", "The real run's value (gateway, Redis or fakeredis, SSE clients)."),
     Column("diff", "float64", "fraction or s", "real - sim."),

@@ -118,7 +118,7 @@ class RawSSE:
     def app_events(self) -> list[dict[str, Any]]:
         """Messages that are not system events."""
         return [
-            p for p in self.payloads() if p.get("type") not in ("connected", "keepalive", "error")
+            p for p in self.payloads() if p.get("type") not in ("connected", "keepalive", "error", "recovery")
         ]
 
     def connected(self, timeout: float = 5.0) -> bool:

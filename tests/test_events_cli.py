@@ -70,6 +70,49 @@ def test_json_array_paths_and_lines(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [f"{path}:19: $[1].message: required field is missing"]
 
 
+def test_large_array_lines_and_paths(tmp_path: Path) -> None:
+    # 20,000 pretty-printed events with a few bad ones, far apart: each problem keeps its exact
+    # line and path. Looking lines up once was quadratic (a problem in each of 10,000 items took
+    # two minutes); bench/bench_validate.py times it, this checks the answers.
+    good = json.loads(GOOD)
+    bad = {
+        0: ("player_id", -1),
+        7: ("is_read", "no"),
+        9_999: ("player_id", 0),
+        19_998: ("time", "yesterday"),
+        19_999: None,  # a system event missing its message: points at the object's first line
+    }
+    pieces, expected = [], []
+    line = 2  # the first item starts on line 2, after "["
+    for index in range(20_000):
+        item = json.loads(GOOD)
+        spec = bad.get(index, ...)
+        if spec is None:
+            item = {"type": "error", "timestamp": "2025-10-22 14:30:45"}
+        elif spec is not ...:
+            field, value = spec
+            (item["event_data"] if field in good["event_data"] else item)[field] = value
+        text = "\n".join("  " + row for row in json.dumps(item, indent=2).splitlines())
+        if spec is None:
+            expected.append(f"{line}: $[{index}].message: required field is missing")
+        elif spec is not ...:
+            field, value = spec
+            offset = next(n for n, row in enumerate(text.splitlines()) if f'"{field}":' in row)
+            where = "event_data." if field in good["event_data"] else ""
+            expected.append(f"{line + offset}: $[{index}].{where}{field}: ")
+        pieces.append(text)
+        line += text.count("\n") + 1
+    path = write(tmp_path, "large.json", ("[\n" + ",\n".join(pieces) + "\n]\n").encode())
+    result = run("validate-events", path)
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(expected)
+    for got, want in zip(lines, expected, strict=True):
+        assert got.startswith(f"{path}:{want}"), (got, want)
+    assert lines[2].endswith("expected an integer in 1..9223372036854775807, got integer 0")
+    assert "5 problem(s) on 5 line(s), 20000 event(s) read (lenient)" in result.stderr
+
+
 def test_strict_and_format_options(tmp_path: Path) -> None:
     custom = '{"brand_id": 1, "player_id": 2, "event_type": "custom", "event_data": {}}\n'
     path = write(tmp_path, "c.jsonl", custom.encode() * 2)

@@ -24,6 +24,8 @@ from sse_sim.events import (
     GamificationBalanceUpdate,
     KeepaliveEvent,
     Notification,
+    RecoveryEvent,
+    check_event,
     codec,
     dumps,
     event_json_schema,
@@ -169,6 +171,27 @@ def test_envelope_channel_and_system_events() -> None:
     ).timestamp == datetime(2025, 10, 22, 14, 30, 45, tzinfo=UTC)
 
 
+def test_recovery_event_validation() -> None:
+    assert "recovery" in events.SYSTEM_EVENT_TYPES
+    event = validate_event({"type": "recovery", "recovered": True, "replayed": 50})
+    assert isinstance(event, RecoveryEvent) and (event.recovered, event.replayed) == (True, 50)
+    assert RecoveryEvent(recovered=None, replayed=2).to_json() == (
+        '{"type":"recovery","recovered":null,"replayed":2}'
+    )
+    assert validate_event({"type": "recovery", "recovered": False, "replayed": 0}, strict=True)
+    assert [str(p) for p in check_event({"type": "recovery", "recovered": "yes", "replayed": -1})] == [
+        "$.recovered: expected a boolean or null, got string 'yes'",
+        "$.replayed: expected a non-negative integer, got integer -1",
+    ]
+    assert [str(p) for p in check_event({"type": "recovery", "recovered": 1, "replayed": True})] == [
+        "$.recovered: expected a boolean or null, got integer 1",
+        "$.replayed: expected a non-negative integer, got boolean true",
+    ]
+    assert {p.path for p in check_event({"type": "recovery"})} == {"$.recovered", "$.replayed"}
+    extra = {"type": "recovery", "recovered": True, "replayed": 1, "gap": 3}
+    assert check_event(extra) == [] and check_event(extra, strict=True) != []
+
+
 def test_models_are_immutable() -> None:
     n = Notification.new("kyc_approved")
     with pytest.raises(ValidationError):
@@ -259,7 +282,7 @@ def test_schemas_are_valid_json_schema_and_name_every_event() -> None:
         schema = events_json_schema(strict=strict)
         jsonschema.Draft202012Validator.check_schema(schema)
         names = {ref["$ref"].rsplit(".", 1)[1] for ref in schema["oneOf"]}
-        expected = {*DEFAULT_REGISTRY.names(), "connected", "keepalive", "error"}
+        expected = {*DEFAULT_REGISTRY.names(), "connected", "keepalive", "error", "recovery"}
         assert names == (expected if strict else expected | {"other"})
     one = event_json_schema("notification", strict=True)
     jsonschema.Draft202012Validator.check_schema(one)

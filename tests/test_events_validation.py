@@ -26,7 +26,7 @@ from sse_sim.events import (
     parse_event,
     validate_event,
 )
-from sse_sim.events.validate import format_path, locate
+from sse_sim.events.validate import Locator, format_path, locate
 
 
 def notification(**data: Any) -> dict[str, Any]:
@@ -172,7 +172,7 @@ def test_system_events() -> None:
         "$.message: expected a valid string, got integer 3"
     ]
     assert problems({"type": "ping"}) == [
-        "$.type: expected a system event type (connected, keepalive or error), got string 'ping'"
+        "$.type: expected a system event type (connected, keepalive, error or recovery), got string 'ping'"
     ]
     assert problems({"type": "error", "message": "x", "code": 1}, strict=True) == [
         "$.code: unexpected field (strict: not in the documented error event)"
@@ -207,6 +207,23 @@ def test_paths_and_locations() -> None:
     assert locate(text, (1, "zz")) == (3, 3)  # a missing key points at its object
     assert locate('{"a": 1, "a": 2}', ("a",)) == (1, 15)  # duplicate keys: the last counts
     assert locate("{", ("a",)) is None
+    # Broken after the item asked for: the item is still found, as the text up to it is JSON.
+    assert locate('[1, {"a": 2}, {', (1, "a")) == (1, 11)
+    assert locate('[1, {"a": 2}, {', (3,)) is None
+
+
+def _paths(obj: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every path in ``obj``, plus a missing key or index under each container."""
+    out = [prefix]
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out += _paths(value, (*prefix, key))
+        out.append((*prefix, "missing"))
+    elif isinstance(obj, list):
+        for index, value in enumerate(obj):
+            out += _paths(value, (*prefix, index))
+        out += [(*prefix, len(obj)), (*prefix, -1)]
+    return out
 
 
 # ---------------------------------------------------------------------------- properties
@@ -218,6 +235,23 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values, st.sampled_from([None, 1, 2]), st.integers(0, 300), st.randoms())
+def test_locator_answers_like_locate_in_any_order(
+    obj: Any, indent: int | None, cut: int, rnd: Any
+) -> None:
+    # One Locator keeps what it scanned between lookups; whatever the order of the lookups, and
+    # on a text cut short, it must answer exactly as a fresh locate() does.
+    for text in (json.dumps(obj, indent=indent), json.dumps(obj, indent=indent)[:cut]):
+        locator = Locator(text)
+        paths = _paths(obj)
+        rnd.shuffle(paths)
+        for path in paths:
+            assert locator.locate(path) == locate(text, path), (text, path)
+
+
 envelope_like = st.fixed_dictionaries(
     {},
     optional={

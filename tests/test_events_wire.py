@@ -23,6 +23,7 @@ from sse_sim.events.wire import (
     error_frame,
     keepalive_frame,
     parse_stream,
+    recovery_frame,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
@@ -101,6 +102,18 @@ def test_connected_and_error_frames() -> None:
     )
     (msg,) = parse_stream(error_frame('Failed to "subscribe"\nto events'))
     assert json.loads(msg.data) == {"type": "error", "message": 'Failed to "subscribe"\nto events'}
+
+
+def test_recovery_frame() -> None:
+    assert recovery_frame(False, 10) == (
+        b'data: {"type":"recovery","recovered":false,"replayed":10}\n\n'
+    )
+    (msg,) = parse_stream(recovery_frame(None, 0))
+    assert json.loads(msg.data) == {"type": "recovery", "recovered": None, "replayed": 0}
+    with pytest.raises(ValueError):
+        recovery_frame(True, -1)
+    with pytest.raises(TypeError):
+        recovery_frame(1, 1)  # type: ignore[arg-type]
 
 
 def test_system_frames_match_documented_examples() -> None:

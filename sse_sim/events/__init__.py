@@ -2,7 +2,7 @@
 
 Everything here follows the documented system (``SSE::{brand_id}::{player_id}`` channels, the
 ``{brand_id, player_id, event_type, event_data}`` envelope, the ``connected``/``keepalive``/
-``error`` system events), so the simulator, real mode and trace files speak the real format.
+``error`` system events, and ``recovery`` for replaying gateways), so the simulator, real mode and trace files speak the real format.
 
 Names are loaded from their submodule on first use, so that importing one light submodule
 (the channel names, the SSE framing) does not load the pydantic models.
@@ -27,6 +27,7 @@ if _typing.TYPE_CHECKING:
         GamificationBalanceUpdate,
         KeepaliveEvent,
         Notification,
+        RecoveryEvent,
         SystemEvent,
     )
     from .publisher import (
@@ -61,6 +62,7 @@ if _typing.TYPE_CHECKING:
         error_frame,
         keepalive_frame,
         parse_stream,
+        recovery_frame,
     )
 
 __all__ = [
@@ -85,6 +87,7 @@ __all__ = [
     "NotificationRecord",
     "NotificationStore",
     "Problem",
+    "RecoveryEvent",
     "SSEComment",
     "SSEMessage",
     "SSEParser",
@@ -111,6 +114,7 @@ __all__ = [
     "publish",
     "publish_notifications",
     "publish_pipelined",
+    "recovery_frame",
     "register_event_type",
     "validate_event",
 ]
@@ -136,6 +140,7 @@ _WHERE: dict[str, str] = {
     "NotificationRecord": "publisher",
     "NotificationStore": "publisher",
     "Problem": "validate",
+    "RecoveryEvent": "models",
     "SSEComment": "wire",
     "SSEMessage": "wire",
     "SSEParser": "wire",
@@ -163,6 +168,7 @@ _WHERE: dict[str, str] = {
     "publish": "publisher",
     "publish_notifications": "publisher",
     "publish_pipelined": "publisher",
+    "recovery_frame": "wire",
     "register_event_type": "registry",
     "validate_event": "validate",
 }

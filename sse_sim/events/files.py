@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .codec import JSONDecodeProblem, loads
-from .validate import Problem, check_event, locate
+from .validate import Locator, Problem, check_event
 
 __all__ = ["validate_source", "FORMATS"]
 
@@ -32,13 +32,15 @@ def _validate_document(text: str | bytes, strict: bool) -> list[tuple[int, str]]
     if isinstance(obj, list) and not obj:
         return [(1, "$: expected an event or a non-empty array of events, got an empty array")]
     out = []
-    source = text if isinstance(text, str) else None
+    # One locator for the whole text: it keeps what it scanned, so a problem in each of N items
+    # costs one pass over the array, not N passes from its start.
+    locator = Locator(text) if isinstance(text, str) else None
     for prefix, item in items:
         for problem in check_event(item, strict=strict):
             loc = (*prefix, *problem.loc)
-            if source is None:
-                source = bytes(text).decode("utf-8")  # type: ignore[arg-type]
-            where = locate(source, loc)
+            if locator is None:
+                locator = Locator(bytes(text).decode("utf-8"))  # type: ignore[arg-type]
+            where = locator.locate(loc)
             out.append((where[0] if where else 1, str(Problem(loc, problem.message))))
     return out
 

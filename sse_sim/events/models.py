@@ -55,6 +55,7 @@ __all__ = [
     "Notification",
     "NotificationTime",
     "PositiveId",
+    "RecoveryEvent",
     "SystemEvent",
     "UtcTimestamp",
     "describe_json",
@@ -83,7 +84,7 @@ ANNOUNCED_EVENT_TYPES: tuple[str, ...] = (
     "message",
     "promotion_trigger",
 )
-SYSTEM_EVENT_TYPES: tuple[str, ...] = ("connected", "keepalive", "error")
+SYSTEM_EVENT_TYPES: tuple[str, ...] = ("connected", "keepalive", "error", "recovery")
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
@@ -408,8 +409,43 @@ class ErrorEvent(SystemEvent):
     message: str = Field(description="What went wrong.", strict=True)
 
 
+def _recovered(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise _error("sse_bool", "expected a boolean or null", value)
+    return value
+
+
+def _replayed(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise _error("sse_count", "expected a non-negative integer", value)
+    return value
+
+
+class RecoveryEvent(SystemEvent):
+    """Sent at a (re)connection, before the events it replays (stream and latest delivery; not in the documented system).
+
+    ``replayed`` frames follow it before any live event: stream entries after the client's
+    ``Last-Event-ID``, oldest first, then the newest cached values of ``latest`` event types.
+    ``recovered`` is true when every entry after ``Last-Event-ID`` was replayed, false when some
+    were trimmed, expired or beyond the replay cap, and null when the client sent no stream id.
+    """
+
+    type: Literal["recovery"] = "recovery"
+    recovered: Annotated[
+        bool | None,
+        PlainValidator(_recovered),
+        WithJsonSchema({"type": ["boolean", "null"]}),
+    ] = Field(description="Whether the whole gap after Last-Event-ID was replayed (null: no stream id sent).")
+    replayed: Annotated[
+        int,
+        PlainValidator(_replayed),
+        WithJsonSchema({"type": "integer", "minimum": 0}),
+    ] = Field(description="How many replayed frames follow, before any live event.")
+
+
 SYSTEM_EVENT_MODELS: dict[str, type[SystemEvent]] = {
     "connected": ConnectedEvent,
     "keepalive": KeepaliveEvent,
     "error": ErrorEvent,
+    "recovery": RecoveryEvent,
 }

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from .channel import channel_name, check_id
-from .codec import dumps
+from .codec import dumps, loads
 from .models import Notification, PositiveId
 from .validate import InvalidEventError, Problem, validate_event
 
@@ -150,10 +150,9 @@ def encode_stream_message(entry_id: str, envelope: str) -> str:
 
 def decode_stream_message(message: str | bytes) -> tuple[str, str]:
     """(entry id, envelope JSON) of a message made by :func:`encode_stream_message`; ValueError otherwise."""
-    import json
-
     try:
-        doc = json.loads(message)
+        # codec.loads keeps decimals exact, so the envelope is written back digit for digit
+        doc = loads(message)
         entry_id, envelope = doc["id"], doc["envelope"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"not a stream message: {exc}") from None

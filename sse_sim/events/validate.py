@@ -11,6 +11,7 @@ fields, documented notification kinds, ``is_read`` false, decimals as JSON numbe
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from .registry import DEFAULT_REGISTRY, EventRegistry
 
 __all__ = [
     "InvalidEventError",
+    "Locator",
     "Problem",
     "check_event",
     "check_json",
@@ -80,6 +82,10 @@ def _extra_fields(obj: dict[str, Any], allowed: Any, prefix: Loc, what: str) -> 
     ]
 
 
+# "connected, keepalive, error or recovery", for the message naming the system event types
+_SYSTEM_NAMES = ", ".join(list(SYSTEM_EVENT_MODELS)[:-1]) + " or " + list(SYSTEM_EVENT_MODELS)[-1]
+
+
 def _validate(
     obj: Any, strict: bool, registry: EventRegistry | None
 ) -> tuple[BaseModel | None, list[Problem]]:
@@ -99,7 +105,7 @@ def _validate(
             return None, [
                 Problem(
                     ("type",),
-                    f"expected a system event type (connected, keepalive or error), got {describe_json(kind)}",
+                    f"expected a system event type ({_SYSTEM_NAMES}), got {describe_json(kind)}",
                 )
             ]
         problems = _extra_fields(obj, system.model_fields, (), f"{kind} event") if strict else []
@@ -198,51 +204,113 @@ def locate(text: str, loc: Sequence[str | int]) -> tuple[int, int] | None:
     """(line, column), 1-based, of the value at ``loc`` in a JSON text, or of its deepest parent.
 
     Used to point at the line of a problem inside a pretty-printed file. Returns None if the text
-    is not valid JSON at the start.
+    is not valid JSON at the start. For many lookups in one text use :class:`Locator`.
     """
-    try:
-        pos = _locate(text, list(loc))
-    except (ValueError, IndexError, RecursionError):
-        return None
-    line = text.count("\n", 0, pos) + 1
-    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return Locator(text).locate(loc)
+
+
+class Locator:
+    """Repeated :func:`locate` lookups in one JSON text, each container scanned at most once.
+
+    A file of N events with a problem in each asks N lookups; scanning the array from its start
+    and counting newlines from the text's start for each one made that quadratic (10,000 items:
+    two minutes). Here what a scan found is kept -- an object's key positions, an array's item
+    positions so far -- and lines are found by bisection in the newline offsets, so all the
+    lookups of one text together cost about one parse of it.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self._root: int | None = None
+        self._objects: dict[int, dict[str, int]] = {}  # object position -> value position by key
+        self._arrays: dict[int, _ArrayScan] = {}
+        self._newlines: list[int] | None = None
+
+    def locate(self, loc: Sequence[str | int]) -> tuple[int, int] | None:
+        """(line, column), 1-based, of the value at ``loc`` or of its deepest parent; None if not JSON."""
+        try:
+            pos = self._position(loc)
+        except (ValueError, IndexError, RecursionError):
+            return None
+        if self._newlines is None:
+            self._newlines = [m.start() for m in re.finditer("\n", self.text)]
+        before = bisect.bisect_left(self._newlines, pos)  # newlines before pos
+        line_start = self._newlines[before - 1] + 1 if before else 0
+        return before + 1, pos - line_start + 1
+
+    def _position(self, loc: Sequence[str | int]) -> int:
+        text = self.text
+        if self._root is None:
+            pos = _skip(text, 0)
+            if text[pos : pos + 1] == "\ufeff":
+                pos = _skip(text, pos + 1)
+            self._root = pos
+        pos = self._root
+        for key in loc:
+            found = None
+            if isinstance(key, str) and text[pos] == "{":
+                keys = self._objects.get(pos)
+                if keys is None:
+                    keys = self._objects[pos] = _scan_object(text, pos)
+                found = keys.get(key)
+            elif isinstance(key, int) and text[pos] == "[":
+                array = self._arrays.get(pos)
+                if array is None:
+                    array = self._arrays[pos] = _ArrayScan(text, pos)
+                found = array.item(key)
+            if found is None:
+                return pos
+            pos = found
+        return pos
 
 
 def _skip(text: str, pos: int) -> int:
     return _WS.match(text, pos).end()  # type: ignore[union-attr]
 
 
-def _locate(text: str, loc: list[str | int]) -> int:
-    pos = _skip(text, 0)
-    if text[pos : pos + 1] == "\ufeff":
-        pos = _skip(text, pos + 1)
-    for key in loc:
-        found = None
-        if isinstance(key, str) and text[pos] == "{":
-            cur = _skip(text, pos + 1)
-            while text[cur] != "}":
-                name, cur = json.decoder.scanstring(text, cur + 1)  # type: ignore[attr-defined]
-                cur = _skip(text, cur)
-                cur = _skip(text, cur + 1)  # the colon
-                if name == key:
-                    found = cur  # keep looking: with duplicate keys the last one counts
-                _, cur = _DECODER.raw_decode(text, cur)
+def _scan_object(text: str, pos: int) -> dict[str, int]:
+    """The value position of each key of the object that opens at ``pos``."""
+    keys: dict[str, int] = {}
+    cur = _skip(text, pos + 1)
+    while text[cur] != "}":
+        name, cur = json.decoder.scanstring(text, cur + 1)  # type: ignore[attr-defined]
+        cur = _skip(text, cur)
+        cur = _skip(text, cur + 1)  # the colon
+        keys[name] = cur  # with duplicate keys the last one counts, as when parsing
+        _, cur = _DECODER.raw_decode(text, cur)
+        cur = _skip(text, cur)
+        if text[cur] == ",":
+            cur = _skip(text, cur + 1)
+    return keys
+
+
+class _ArrayScan:
+    """The item positions of the array that opens at ``pos``, scanned only as far as asked.
+
+    Stopping at the item asked for (not at the array's end) keeps :func:`locate` answering for
+    a text that is broken further on, as it always did.
+    """
+
+    def __init__(self, text: str, pos: int):
+        self.text = text
+        self.items: list[int] = []  # start of each item found so far
+        self.stepped = 0  # how many of them were decoded, i.e. stepped over
+        self.cur = _skip(text, pos + 1)  # just past the last item stepped over
+        self.done = False
+
+    def item(self, index: int) -> int | None:
+        """The position of item ``index``, or None if the array has no such item."""
+        text, items = self.text, self.items
+        while not self.done and not 0 <= index < len(items):
+            if len(items) > self.stepped:
+                _, cur = _DECODER.raw_decode(text, items[-1])
                 cur = _skip(text, cur)
                 if text[cur] == ",":
                     cur = _skip(text, cur + 1)
-        elif isinstance(key, int) and text[pos] == "[":
-            cur = _skip(text, pos + 1)
-            index = 0
-            while text[cur] != "]":
-                if index == key:
-                    found = cur
-                    break
-                _, cur = _DECODER.raw_decode(text, cur)
-                cur = _skip(text, cur)
-                if text[cur] == ",":
-                    cur = _skip(text, cur + 1)
-                index += 1
-        if found is None:
-            return pos
-        pos = found
-    return pos
+                self.cur = cur
+                self.stepped += 1
+            if text[self.cur] == "]":
+                self.done = True
+            else:
+                items.append(self.cur)
+        return items[index] if 0 <= index < len(items) else None

@@ -38,6 +38,7 @@ __all__ = [
     "format_utc_z",
     "keepalive_frame",
     "parse_stream",
+    "recovery_frame",
 ]
 
 #: Timestamp format of keepalives and notification times ("2025-10-22 14:30:45").
@@ -179,6 +180,19 @@ def error_frame(message: str) -> bytes:
     if not isinstance(message, str):
         raise TypeError(f"error message must be a str, got {type(message).__name__}")
     return encode_event(_json({"type": "error", "message": message}))
+
+
+def recovery_frame(recovered: bool | None, replayed: int) -> bytes:
+    """The ``recovery`` event a gateway under stream or latest delivery sends before what it replays.
+
+    >>> recovery_frame(True, 50)
+    b'data: {"type":"recovery","recovered":true,"replayed":50}\\n\\n'
+    """
+    if recovered is not None and not isinstance(recovered, bool):
+        raise TypeError(f"recovered must be a bool or None, got {type(recovered).__name__}")
+    if isinstance(replayed, bool) or not isinstance(replayed, int) or replayed < 0:
+        raise ValueError(f"replayed must be a non-negative int, got {replayed!r}")
+    return encode_event(_json({"type": "recovery", "recovered": recovered, "replayed": replayed}))
 
 
 # ----------------------------------------------------------------------------------------- parse

@@ -146,6 +146,47 @@ def register(app: typer.Typer) -> None:
                 min=1,
             ),
         ] = 1,
+        delivery: Annotated[
+            str,
+            typer.Option(
+                "--delivery",
+                help="How publishers send events: pubsub, stream (replayed after Last-Event-ID) or latest (conflated, cached).",
+            ),
+        ] = "pubsub",
+        history_size: Annotated[
+            int,
+            typer.Option("--history-size", help="stream: newest entries per player that count as kept.", min=1),
+        ] = 100,
+        history_ttl: Annotated[
+            float | None,
+            typer.Option(
+                "--history-ttl",
+                help="stream: seconds an entry stays replayable (default: no limit).",
+                show_default=False,
+            ),
+        ] = None,
+        max_replay: Annotated[
+            int,
+            typer.Option("--max-replay", help="stream: most entries replayed on one reconnect (the newest).", min=1),
+        ] = 300,
+        retry_ms: Annotated[
+            int | None,
+            typer.Option(
+                "--retry-ms",
+                help="Send retry: MS with connected: the browsers' reconnect delay (default: theirs).",
+                min=0,
+                show_default=False,
+            ),
+        ] = None,
+        delivery_type: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--delivery-type",
+                metavar="TYPE=MODE",
+                help="Delivery of one event type, overriding --delivery (repeatable), e.g. gamification_balance_update=latest.",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Serve GET /gateway/sse/{brand_id}/stream, /gateway/metrics and /healthz until Ctrl-C or SIGTERM."""
         from .gateway import DEV_SECRET, create_gateway, make_backend, run_gateway, secret_from_env
@@ -177,6 +218,12 @@ def register(app: typer.Typer) -> None:
                 idle_timeout_s=idle_timeout,
                 max_connections=max_connections,
                 max_connections_per_ip=max_connections_per_ip,
+                delivery=delivery,
+                history_size=history_size,
+                history_ttl_s=history_ttl,
+                max_replay=max_replay,
+                retry_ms=retry_ms,
+                delivery_types=parse_delivery_types(delivery_type or ()),
             )
             # Built here even with --workers (each worker builds its own): a bad option fails
             # before anything listens.
@@ -192,6 +239,12 @@ def register(app: typer.Typer) -> None:
                 typer.echo(
                     f"  stream:  {url}/gateway/sse/{{brand_id}}/stream   metrics: {url}/gateway/metrics"
                 )
+                typer.echo(
+                    f"  demo:    {url}/gateway/demo?brand=1001&player=12345&token=TOKEN"
+                    "   (TOKEN: sse-sim token --brand 1001 --player 12345 --query)"
+                )
+                if delivery != "pubsub" or delivery_type:
+                    typer.echo(f"  delivery: {delivery}" + "".join(f", {t}" for t in delivery_type or ()))
                 if key == DEV_SECRET:
                     typer.echo(
                         "  tokens:  signed with the public development secret: loopback only"
@@ -247,6 +300,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print a signed token for a player of a brand: x-auth-token, cookie or ?token= (for tests and demos)."""
         typer.echo(mint_cli_token(brand, player, ttl, query, secret))
+
+
+def parse_delivery_types(items: Any) -> dict[str, str] | None:
+    """``--delivery-type TYPE=MODE`` options as a dict (None if none); a malformed one raises."""
+    from ..events.publisher import DELIVERIES
+
+    types: dict[str, str] = {}
+    for item in items:
+        name, eq, mode = item.partition("=")
+        if not eq or not name or mode not in DELIVERIES:
+            raise SseSimError(
+                f"--delivery-type {item!r}: give TYPE=MODE with MODE one of {', '.join(DELIVERIES)}"
+            )
+        types[name] = mode
+    return types or None
 
 
 def mint_cli_token(

@@ -21,7 +21,15 @@ How a client reads, and why:
 * sessions: the first connection of a client is opened and confirmed (``connected``) before the
   replay starts; later ones open at ``connect_at`` and close at ``disconnect_at``, both scaled.
   When the gateway closes a stream itself (policy ``disconnect``) the client retries after
-  ``retry_delay_s`` (+ uniform jitter), like an EventSource.
+  ``retry_delay_s`` (+ uniform jitter), like an EventSource. A client that is not ``active``
+  never opens a stream (a tab past the browser's HTTP/1.1 cap, or a follower tab under
+  ``tab_sharing: leader``);
+* replay (``stream`` / ``latest`` delivery): like one EventSource across all of a client's
+  connections, a reconnect sends ``Last-Event-ID``, the id of the last event read that carried
+  an ``id:`` field (none until one was read). The gateway's ``recovery`` system event says how
+  many of the data events after it are replayed; the client marks those receipts ``replayed``.
+  It keeps the first receipt of each message id (the workload event id in the payload): a
+  cached ``latest`` value it already read can come again, and is skipped without a drain.
 
 All instants are ``time.time()`` in the client process; the runner turns them into replay time.
 """
@@ -43,9 +51,16 @@ import numpy as np
 from ..events.wire import SSEMessage, SSEParser
 from .payloads import event_id_of
 
-__all__ = ["ClientPlan", "client_process_main", "run_clients"]
+__all__ = ["ClientPlan", "client_process_main", "run_clients", "RECEIPT_COLUMNS", "CONNECTION_COLUMNS"]
 
 _HEADER_LIMIT = 16384
+
+#: Columns of the receipts array the client process returns (one row per message read).
+RECEIPT_COLUMNS = ("client", "event", "connection", "read", "done", "received", "replayed")
+#: Columns of the connections array (one row per stream opened). ``last_event`` is the workload
+#: event whose id went out as ``Last-Event-ID`` (-1: none sent); ``replay_n`` the ``replayed``
+#: count of the gateway's ``recovery`` event (-1: none came).
+CONNECTION_COLUMNS = ("client", "session", "port", "open", "connected", "closed", "by_server", "last_event", "replay_n")
 
 
 @dataclass
@@ -73,14 +88,15 @@ class ClientPlan:
     max_tail_s: float = 60.0
     connect_timeout_s: float = 10.0
     seed: int = 0
+    active: np.ndarray | None = None  # per client: opens streams at all (None: every client)
 
 
 @dataclass
 class _Results:
     """What the clients saw; lists of plain tuples turned into arrays at the end."""
 
-    receipts: list[list[float]] = field(default_factory=list)  # client, event, conn, read, done, received
-    connections: list[list[float]] = field(default_factory=list)  # client, session, port, open, connected, closed, by_server
+    receipts: list[list[float]] = field(default_factory=list)  # RECEIPT_COLUMNS
+    connections: list[list[float]] = field(default_factory=list)  # CONNECTION_COLUMNS
     errors: list[str] = field(default_factory=list)
 
 
@@ -97,6 +113,11 @@ class _Stream:
         self.chunked = True
         self.parser = SSEParser()
         self.waited = False  # whether the last read had to wait for data to arrive
+        # messages of a chunk not handled yet: the first read stops at `connected`, and the
+        # same gateway write may carry the `recovery` event and replayed frames after it
+        self.pending: list[SSEMessage] = []
+        self.replay_left = 0  # data events still to come from the last `recovery`
+        self.prev_id: str | None = None  # the parser's last event id before the current message
 
     async def _readable(self) -> None:
         fut = self.loop.create_future()
@@ -186,6 +207,11 @@ class _Replay:
         self.pending_receipts = 0
         self.last_activity = time.time()
         self.rng = random.Random(plan.seed)
+        # per client, across its connections (one EventSource): the Last-Event-ID to send and
+        # the workload event that carried it, and the events read (message ids, for dedupe)
+        self.last_id: dict[int, str] = {}
+        self.last_event: dict[int, int] = {}
+        self.seen: dict[int, set[int]] = {}
 
     # -------------------------------------------------------------- connections
 
@@ -196,7 +222,8 @@ class _Replay:
         if p.rcvbuf_bytes is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(p.rcvbuf_bytes))
         sock.setblocking(False)
-        record = [float(c), float(s), -1.0, time.time(), math.nan, math.nan, 0.0]
+        last_id = self.last_id.get(c)
+        record = [float(c), float(s), -1.0, time.time(), math.nan, math.nan, 0.0, float(self.last_event.get(c, -1)), -1.0]
         self.results.connections.append(record)
         index = len(self.results.connections) - 1
         stream = _Stream(sock, self.loop)
@@ -204,10 +231,11 @@ class _Replay:
         try:
             await asyncio.wait_for(self.loop.sock_connect(sock, (p.host, port)), p.connect_timeout_s)
             record[2] = float(sock.getsockname()[1])
+            resume = f"Last-Event-ID: {last_id}\r\n" if last_id is not None else ""
             request = (
                 f"GET /gateway/sse/{p.brand_path[c]}/stream HTTP/1.1\r\n"
                 f"Host: {p.host}:{port}\r\nAccept: text/event-stream\r\n"
-                f"x-auth-token: {p.tokens[c]}\r\n\r\n"
+                f"x-auth-token: {p.tokens[c]}\r\n{resume}\r\n"
             ).encode("latin-1")
             await self.loop.sock_sendall(sock, request)
             status = await asyncio.wait_for(stream.read_head(), p.connect_timeout_s)
@@ -243,27 +271,44 @@ class _Replay:
         first = int(p.player_first_event[c])
         n_events = int(p.player_n_events[c])
         record = self.results.connections[index]
+        seen = self.seen.setdefault(c, set())
         drain_end = 0.0
         last_due = 0.0
         while True:
             stream.waited = False
-            messages = await stream.next_messages()
+            if stream.pending:
+                messages, stream.pending = stream.pending, []
+            else:
+                messages = await stream.next_messages()
             arrived_late = stream.waited
-            for m in messages:
+            for i, m in enumerate(messages):
+                # a message carried an `id:` field when the id in force changed with it
+                carried_id = m.id is not None and m.id != stream.prev_id
+                stream.prev_id = m.id
                 data = m.data
                 if data.startswith('{"type"'):
-                    kind = json.loads(data).get("type")
+                    system = json.loads(data)
+                    kind = system.get("type")
                     if kind == "connected":
                         record[4] = time.time()
                         if until_connected:
+                            stream.pending = messages[i + 1 :]
                             return
+                    elif kind == "recovery":
+                        stream.replay_left = int(system.get("replayed") or 0)
+                        record[8] = float(stream.replay_left)
                     elif kind == "error":
                         self.results.errors.append(f"client {c}: gateway error event {data}")
                     continue
+                replayed = stream.replay_left > 0
+                if replayed:
+                    stream.replay_left -= 1
                 eid = event_id_of(data)
                 if eid is None or not first <= eid < first + n_events:
                     self.results.errors.append(f"client {c}: a message for someone else: {data[:120]}")
                     continue
+                if eid in seen:
+                    continue  # read before (a cached latest value sent again): no drain, no receipt
                 row = row0 + eid - first
                 t_read = time.time()
                 self.busy += 1
@@ -281,7 +326,12 @@ class _Replay:
                     self.busy -= 1
                 done = time.time()
                 self.last_activity = done
-                receipt = [float(c), float(eid), float(index), t_read, done, math.nan]
+                seen.add(eid)
+                if carried_id:
+                    # read to the end: from now on a reconnect resumes after it
+                    self.last_id[c] = str(m.id)
+                    self.last_event[c] = eid
+                receipt = [float(c), float(eid), float(index), t_read, done, math.nan, 1.0 if replayed else 0.0]
                 self.results.receipts.append(receipt)
                 due = max(done + float(p.net_s[row]) * scale, last_due)
                 last_due = due
@@ -370,9 +420,11 @@ async def run_clients(plan: ClientPlan, control: Any) -> _Results:
     first: dict[int, tuple[_Stream, int]] = {}
     gate = asyncio.Semaphore(64)  # bound the connect burst: the gateway's accept queue is finite
 
+    active = np.ones(n_clients, bool) if plan.active is None else np.asarray(plan.active, bool)
+
     async def preconnect(c: int) -> None:
         s = int(plan.session_offsets[c])
-        if float(plan.connect_at[s]) > 0:
+        if float(plan.connect_at[s]) > 0 or not active[c]:
             return
         async with gate:
             try:
@@ -390,13 +442,13 @@ async def run_clients(plan: ClientPlan, control: Any) -> _Results:
             replay.close(stream, index, by_server=False)
         return results
     replay.t0 = float(t0)
-    tasks = [loop.create_task(replay.client(c, first.get(c))) for c in range(n_clients)]
+    tasks = [loop.create_task(replay.client(c, first.get(c))) for c in range(n_clients) if active[c]]
     publishing_done_at = await loop.run_in_executor(None, control.recv)
     await replay.wait_quiet(float(publishing_done_at))
     for task in tasks:
         task.cancel()
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    for c, out in enumerate(outcomes):
+    for c, out in zip(np.flatnonzero(active), outcomes, strict=True):
         if isinstance(out, BaseException) and not isinstance(out, asyncio.CancelledError):
             results.errors.append(f"client {c}: {out!r}")
     return results
@@ -409,8 +461,8 @@ def client_process_main(plan: ClientPlan, control: Any) -> None:
         control.send(
             (
                 "done",
-                np.asarray(results.receipts, dtype=np.float64).reshape(-1, 6),
-                np.asarray(results.connections, dtype=np.float64).reshape(-1, 7),
+                np.asarray(results.receipts, dtype=np.float64).reshape(-1, len(RECEIPT_COLUMNS)),
+                np.asarray(results.connections, dtype=np.float64).reshape(-1, len(CONNECTION_COLUMNS)),
                 results.errors,
             )
         )

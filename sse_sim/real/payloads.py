@@ -73,9 +73,17 @@ def build_payload(
 
 
 def event_id_of(data: str) -> int | None:
-    """The workload event id carried by a published JSON message, or None if it carries none."""
+    """The workload event id carried by a published JSON message, or None if it carries none.
+
+    Also takes the pub/sub message of an event kept in a stream (``{"id":...,"envelope":{...}}``,
+    what the gateway's log records under ``stream`` delivery): the id is the envelope's. The
+    event id doubles as the message id a client dedupes on (a cached ``latest`` value it
+    already read may be sent again at a resubscription).
+    """
     try:
         env = json.loads(data)
+        if "envelope" in env and "event_data" not in env:
+            env = env["envelope"]
         event_data = env["event_data"]
         kind = env["event_type"]
         if kind == "notification":

@@ -18,17 +18,15 @@ share one schema. Instants are replay time (seconds since t0, divided by ``time_
 ``published_at`` is the instant each event was actually published, so ``latency_s`` is what a
 client saw.
 
-Outcome of each (event, client) row, from the gateway's event log and the client's receipts:
+Delivery designs: each event is published the way a gateway under the scenario's ``delivery``
+section expects it (``PUBLISH``; ``XADD`` + ``XTRIM`` + ``PUBLISH`` of the entry id and envelope;
+``SET`` of the latest-value key + ``PUBLISH``), the gateways get the same section, and the
+clients resume with ``Last-Event-ID``. Over HTTP/1.1 a tab past the sixth never opens a stream,
+and under ``tab_sharing: leader`` only the first tab does, as in a browser.
 
-* the client read it: ``delivered``;
-* the gateway logged it on one of the client's connections: ``dropped_overflow`` (dropped or
-  evicted), ``lost_in_buffer`` (queued when the connection went, or written to the socket and
-  never read because the client closed first), ``disconnected_slow``;
-* the gateway never had it for the client: ``lost_disconnected`` when the client had no
-  confirmed stream at publish time (no connection, or before its ``connected`` event);
-  ``lost_redis_output_limit`` when it did but the shared subscriber reconnected after the
-  publish (Redis closed it); ``lost_in_buffer`` when the stream closed before the event could
-  reach the gateway. Anything else is counted in ``metadata["unexplained_n"]``.
+The outcome of each (event, client) row comes from the gateway's event log and the clients'
+receipts and connections: see :mod:`sse_sim.real.classify` (anything it cannot explain is counted
+in ``metadata["unexplained_n"]``).
 """
 
 from __future__ import annotations
@@ -40,27 +38,25 @@ import multiprocessing
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import SseSimError
-from ..outcomes import Outcome
-from ..records import DeliveryRows, records_frame, row_layout
+from ..events.publisher import encode_stream_message, latest_key
+from ..records import records_frame, row_layout
 from ..results import SimulationResult
 from ..scenario import BurstPublisher, Scenario, TracePublisher, as_scenario, scenario_from_dict
 from ..workload import Workload, build_workload, sample_row_times, slow_client_retry_s
+from .classify import LATEST, PUBSUB, STREAM, active_clients, classify, delivery_modes
 from .clients import ClientPlan, client_process_main
-from .payloads import build_payload, event_id_of
+from .payloads import build_payload
 
 __all__ = ["run_real", "prepare_scenario", "BACKENDS"]
 
 BACKENDS = ("fakeredis", "redis")
-
-# How long after publishing an event a connection that closed is still "racing" it: a close in
-# that window explains an event the gateway never queued (it was on its way from Redis).
-_CLOSE_RACE_S = 0.05
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,7 +154,58 @@ def _publish_batches(published_at: np.ndarray) -> list[np.ndarray]:
     return np.split(order, cuts)
 
 
-def publish_schedule(client: Any, batches: list[np.ndarray], messages: list[tuple[str, str]], t0: float, time_scale: float, planned: np.ndarray) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class DeliveryPlan:
+    """How each event is published under the scenario's ``delivery`` section (None of it: plain PUBLISH)."""
+
+    modes: np.ndarray  # per event: PUBSUB, STREAM or LATEST
+    latest_keys: Sequence[str | None]  # per event under LATEST: its latest-value key
+    history_size: int
+    history_ttl_ms: int | None  # wall milliseconds (scaled with the replay)
+
+
+def _send_batch(client: Any, batch: np.ndarray, messages: list[tuple[str, str]], dp: DeliveryPlan | None) -> None:
+    """Send one batch of events, in order: the commands :func:`~sse_sim.events.publisher.publish_delivery` sends, pipelined."""
+    if dp is None:
+        if batch.size == 1:
+            channel, text = messages[batch[0]]
+            client.publish(channel, text)
+            return
+        pipe = client.pipeline(transaction=False)
+        for e in batch:
+            channel, text = messages[e]
+            pipe.publish(channel, text)
+        pipe.execute()
+        return
+    modes = dp.modes[batch]
+    entry_ids: dict[int, str] = {}
+    if (modes == STREAM).any():
+        # the PUBLISH carries the entry id XADD returns: one round trip for the XADDs first
+        pipe = client.pipeline(transaction=False)
+        kept = [int(e) for e in batch[modes == STREAM]]
+        for e in kept:
+            channel, text = messages[e]
+            pipe.xadd(channel, {"envelope": text}, maxlen=dp.history_size, approximate=True)
+        for e, raw_id in zip(kept, pipe.execute(), strict=True):
+            entry_ids[e] = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+    pipe = client.pipeline(transaction=False)
+    for e, mode in zip(batch, modes, strict=True):
+        channel, text = messages[e]
+        if mode == STREAM:
+            entry_id = entry_ids[int(e)]
+            if dp.history_ttl_ms is not None:
+                oldest_ms = int(entry_id.split("-")[0]) - dp.history_ttl_ms
+                pipe.xtrim(channel, minid=f"{max(oldest_ms, 0)}-0", approximate=True)
+            pipe.publish(channel, encode_stream_message(entry_id, text))
+        elif mode == LATEST:
+            pipe.set(dp.latest_keys[e], text)
+            pipe.publish(channel, text)
+        else:
+            pipe.publish(channel, text)
+    pipe.execute()
+
+
+def publish_schedule(client: Any, batches: list[np.ndarray], messages: list[tuple[str, str]], t0: float, time_scale: float, planned: np.ndarray, delivery: DeliveryPlan | None = None) -> np.ndarray:
     """Publish every batch at its instant; the wall time each event was actually handed to Redis."""
     actual = np.full(len(messages), np.nan)
     for batch in batches:
@@ -169,20 +216,32 @@ def publish_schedule(client: Any, batches: list[np.ndarray], messages: list[tupl
         while time.time() < due:  # the last millisecond spins: sleep overshoots by ~0.1 ms
             pass
         now = time.time()
-        if batch.size == 1:
-            channel, text = messages[batch[0]]
-            client.publish(channel, text)
-        else:
-            pipe = client.pipeline(transaction=False)
-            for e in batch:
-                channel, text = messages[e]
-                pipe.publish(channel, text)
-            pipe.execute()
+        _send_batch(client, batch, messages, delivery)
         actual[batch] = now
     return actual
 
 
-def publisher_process_main(redis_url: str, messages: list[tuple[str, str]], planned: np.ndarray, time_scale: float, control: Any) -> None:
+def delivery_plan(sc: Scenario, w: Workload, messages: list[tuple[str, str]], time_scale: float) -> DeliveryPlan | None:
+    """The publishing side of the scenario's ``delivery`` section; None when every type is plain pub/sub."""
+    d = sc.delivery
+    modes = delivery_modes(sc, w)
+    if not (modes != PUBSUB).any():
+        return None
+    keys = [latest_key(messages[e][0], w.event_types[w.event_type_code[e]]) if modes[e] == LATEST else None for e in range(w.n_events)]
+    ttl = None if d.history_ttl_s is None else int(round(d.history_ttl_s * time_scale * 1000))
+    return DeliveryPlan(modes, keys, int(d.history_size), ttl)
+
+
+def _delivery_keys(messages: list[tuple[str, str]], dp: DeliveryPlan | None) -> list[str]:
+    """The Redis keys a run's delivery writes (streams and latest values): cleared before and after a run."""
+    if dp is None:
+        return []
+    keys = {messages[e][0] for e in np.flatnonzero(dp.modes == STREAM)}
+    keys.update(k for k in dp.latest_keys if k is not None)
+    return sorted(keys)
+
+
+def publisher_process_main(redis_url: str, messages: list[tuple[str, str]], planned: np.ndarray, time_scale: float, delivery: DeliveryPlan | None, control: Any) -> None:
     """Entry point of the publisher process (real Redis): wait for t0, publish, send the times back."""
     import redis
 
@@ -194,7 +253,7 @@ def publisher_process_main(redis_url: str, messages: list[tuple[str, str]], plan
         t0 = control.recv()
         if t0 is None:
             return
-        actual = publish_schedule(client, batches, messages, float(t0), time_scale, planned)
+        actual = publish_schedule(client, batches, messages, float(t0), time_scale, planned, delivery)
         control.send(("done", actual))
         client.close()
     except BaseException as exc:
@@ -294,7 +353,7 @@ def run_real(
             "use duration_s or max_players to take a smaller slice"
         )
     row_off, event_id, client_id = row_layout(w.player_offsets, w.clients_per_player)
-    drain, net = sample_row_times(sc, w.seed, int(event_id.size))
+    drain, net = sample_row_times(sc, w.seed, int(event_id.size), workload=w, event_id=event_id, client_id=client_id)
     brand_of_player = w.player_brand_ids()
     messages = [
         build_payload(
@@ -307,10 +366,11 @@ def run_real(
         )
         for e in range(w.n_events)
     ]
-    with _Backend(backend, redis_url, sc) as be:
-        run = _Replay(sc, w, be, messages, row_off, drain, net, time_scale, send_buffer_bytes, recv_buffer_bytes, quiet_s, max_tail_s)
+    dp = delivery_plan(sc, w, messages, time_scale)
+    with _Backend(backend, redis_url, sc, _delivery_keys(messages, dp)) as be:
+        run = _Replay(sc, w, be, messages, row_off, drain, net, time_scale, send_buffer_bytes, recv_buffer_bytes, quiet_s, max_tail_s, dp)
         raw = run.execute()
-    out, published_at, unexplained = _classify(w, raw, row_off, event_id, client_id, time_scale)
+    out, published_at, unexplained = classify(sc, w, raw, row_off, event_id, client_id, time_scale)
     w_real = dataclasses.replace(w, published_at=published_at)
     records = records_frame(w_real, out)
     metadata = {
@@ -321,6 +381,7 @@ def run_real(
         "unexplained_n": int(unexplained),
         "publish_lag_max_s": float(np.nanmax(published_at - w.published_at)) if w.n_events else 0.0,
         "connections_n": int(raw["connections"].shape[0]),
+        "recoveries_n": int((raw["connections"][:, 8] >= 0).sum()),
         "subscriber_log": raw["subscriber_log"],
         "gateway_metrics": raw["metrics"],
         "client_errors": raw["errors"][:20],
@@ -332,9 +393,12 @@ def run_real(
 class _Backend:
     """The Redis side of a run: a FakeServer, the given Redis, or a throwaway redis-server."""
 
-    def __init__(self, backend: str, redis_url: str | None, sc: Scenario) -> None:
+    def __init__(self, backend: str, redis_url: str | None, sc: Scenario, keys: Sequence[str] = ()) -> None:
         self.backend = backend
         self.redis_url = redis_url
+        # a given Redis may hold a previous run's streams and latest values under the same
+        # names: a stale cached value would be sent to this run's clients as if it were theirs
+        self.keys = list(keys)
         self.fake_server: Any = None
         self.server: Any = None
         self.restore: list[str] | None = None
@@ -357,29 +421,40 @@ class _Backend:
             config = {"client-output-buffer-limit": self.limit} if self.limit else None
             self.server = RedisServer(config=config)
             self.redis_url = self.server.url
-        elif self.limit is not None:
+        else:
             import redis
 
             with redis.Redis.from_url(self.redis_url) as r:
-                self.restore = [str(v) for v in r.config_get("client-output-buffer-limit").values()]
-                r.config_set("client-output-buffer-limit", self.limit)
+                if self.limit is not None:
+                    self.restore = [str(v) for v in r.config_get("client-output-buffer-limit").values()]
+                    r.config_set("client-output-buffer-limit", self.limit)
+                _delete(r, self.keys)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.restore:
+        if self.server is None and self.redis_url is not None and (self.restore or self.keys):
             import redis
 
             with contextlib.suppress(Exception), redis.Redis.from_url(self.redis_url) as r:
-                r.config_set("client-output-buffer-limit", self.restore[0])
+                if self.restore:
+                    r.config_set("client-output-buffer-limit", self.restore[0])
+                _delete(r, self.keys)
         if self.server is not None:
             self.server.stop()
+
+
+def _delete(client: Any, keys: Sequence[str], chunk: int = 1000) -> None:
+    """Delete ``keys`` in batches (one ``DEL`` with a million arguments would stall Redis)."""
+    for start in range(0, len(keys), chunk):
+        client.delete(*keys[start : start + chunk])
 
 
 class _Replay:
     """One replay: gateways up, clients connected, publishing, then everything collected."""
 
-    def __init__(self, sc: Scenario, w: Workload, be: _Backend, messages: list[tuple[str, str]], row_off: np.ndarray, drain: np.ndarray, net: np.ndarray, time_scale: float, send_buffer_bytes: int | None, recv_buffer_bytes: int | None, quiet_s: float, max_tail_s: float) -> None:
+    def __init__(self, sc: Scenario, w: Workload, be: _Backend, messages: list[tuple[str, str]], row_off: np.ndarray, drain: np.ndarray, net: np.ndarray, time_scale: float, send_buffer_bytes: int | None, recv_buffer_bytes: int | None, quiet_s: float, max_tail_s: float, delivery: DeliveryPlan | None = None) -> None:
         self.sc, self.w, self.be, self.messages = sc, w, be, messages
+        self.delivery = delivery
         self.row_off, self.drain, self.net = row_off, drain, net
         self.time_scale = time_scale
         self.send_buffer_bytes = send_buffer_bytes
@@ -406,6 +481,7 @@ class _Replay:
                     send_buffer_bytes=self.send_buffer_bytes,
                     timeout_graceful_shutdown=1.0,
                     on_connection=registry.new_node(),
+                    **self._delivery_options(),
                 )
                 gateways.append(gt)
         except BaseException:
@@ -413,6 +489,23 @@ class _Replay:
                 gt.stop()
             raise
         return gateways
+
+    def _delivery_options(self) -> dict[str, Any]:
+        """The gateway's side of the scenario's ``delivery`` section, its durations scaled with the replay."""
+        d = self.sc.delivery
+        scale = self.time_scale
+        options: dict[str, Any] = {}
+        if d.retry_ms is not None:
+            options["retry_ms"] = int(round(d.retry_ms * scale))
+        if self.delivery is not None:
+            options.update(
+                delivery=d.mode,
+                history_size=int(d.history_size),
+                history_ttl_s=None if d.history_ttl_s is None else d.history_ttl_s * scale,
+                max_replay=int(d.max_replay),
+                delivery_types={t: d.mode_of(t) for t in self.w.event_types},
+            )
+        return options
 
     def _plan(self, gateways: list[Any], secret: bytes) -> ClientPlan:
         from .auth import mint_token
@@ -444,6 +537,7 @@ class _Replay:
             quiet_s=self.quiet_s,
             max_tail_s=self.max_tail_s,
             seed=w.seed,
+            active=active_clients(self.sc, w),
         )
 
     def execute(self) -> dict[str, Any]:
@@ -460,7 +554,7 @@ class _Replay:
             planned = self.w.published_at
             pub_pipe = None
             if self.be.backend == "redis":
-                pub_proc, pub_pipe = _spawn(publisher_process_main, (self.be.redis_url, self.messages, planned, self.time_scale))
+                pub_proc, pub_pipe = _spawn(publisher_process_main, (self.be.redis_url, self.messages, planned, self.time_scale, self.delivery))
                 procs.append(pub_proc)
                 pipes.append(pub_pipe)
                 _recv(pub_pipe, 60, "publisher")
@@ -513,7 +607,7 @@ class _Replay:
 
         def work() -> None:
             try:
-                result["actual"] = publish_schedule(client, batches, self.messages, t0, self.time_scale, planned)
+                result["actual"] = publish_schedule(client, batches, self.messages, t0, self.time_scale, planned, self.delivery)
             except BaseException as exc:  # re-raised below, in the caller's thread
                 result["error"] = exc
 
@@ -525,129 +619,3 @@ class _Replay:
         if "actual" not in result:
             raise SseSimError("real run: the publisher did not finish")
         return result["actual"]
-
-
-# ----------------------------------------------------------------------------------------------
-# From logs to outcomes
-
-
-_FATES = {
-    "sent": Outcome.LOST_IN_BUFFER,  # written to the socket, never read: the client closed first
-    "dropped_overflow": Outcome.DROPPED_OVERFLOW,
-    "evicted": Outcome.DROPPED_OVERFLOW,
-    "lost_in_buffer": Outcome.LOST_IN_BUFFER,
-    "disconnected_slow": Outcome.DISCONNECTED_SLOW,
-}
-
-
-def _classify(w: Workload, raw: dict[str, Any], row_off: np.ndarray, event_id: np.ndarray, client_id: np.ndarray, scale: float) -> tuple[DeliveryRows, np.ndarray, int]:
-    """Per-row outcome and instants of a real run, in replay time."""
-    t0 = raw["t0"]
-
-    def rel(t: Any) -> Any:
-        return (np.asarray(t, dtype=np.float64) - t0) / scale
-
-    cpp = w.clients_per_player
-    first_event = w.player_offsets[np.arange(w.n_clients) // cpp]
-    n_rows = event_id.size
-    published = rel(raw["published_wall"])
-    if np.isnan(published).any():
-        raise SseSimError("real run: some events were never published")
-    outcome = np.full(n_rows, -1, np.int8)
-    gateway_at = np.full(n_rows, np.nan)
-    left_at = np.full(n_rows, np.nan)
-    received_at = np.full(n_rows, np.nan)
-    session_id = np.full(n_rows, -1, np.int32)
-
-    conns = raw["connections"]  # client, session, port, open, connected, closed, by_server
-    conn_client = conns[:, 0].astype(np.int64)
-    conn_session = conns[:, 1].astype(np.int32)
-    conn_connected = rel(conns[:, 4])
-    conn_closed = rel(conns[:, 5])
-    conn_closed = np.where(np.isnan(conn_closed), np.inf, conn_closed)
-
-    def row_of(c: int, e: int) -> int:
-        return int(row_off[c] + e - first_event[c])
-
-    # 1. receipts
-    for c, e, k, _read, done, recv in raw["receipts"]:
-        r = row_of(int(c), int(e))
-        outcome[r] = Outcome.DELIVERED
-        left_at[r] = (done - t0) / scale
-        received_at[r] = (recv - t0) / scale
-        session_id[r] = conn_session[int(k)]
-
-    # 2. the gateway's fates, per connection
-    by_port: dict[int, list[int]] = {}
-    for k in range(conns.shape[0]):
-        by_port.setdefault(int(conns[k, 2]), []).append(k)
-    for node, log in enumerate(raw["event_logs"]):
-        peers = raw["peers"][node]
-        conn_of: dict[int, int] = {}
-        for entry in log:
-            k = conn_of.get(entry.connection_id)
-            if k is None:
-                k = _match_connection(peers.get(entry.connection_id), by_port, conns, w.client_node, node)
-                conn_of[entry.connection_id] = k
-            if k < 0:
-                continue
-            c = int(conn_client[k])
-            e = event_id_of(entry.raw_message)
-            if e is None:
-                continue
-            r = row_of(c, e)
-            gateway_at[r] = (entry.gateway_at - t0) / scale
-            if outcome[r] == Outcome.DELIVERED:
-                continue
-            outcome[r] = _FATES[entry.fate]
-            session_id[r] = conn_session[k]
-            if entry.fate == "dropped_overflow":
-                left_at[r] = np.nan
-            elif entry.fate == "sent":
-                left_at[r] = conn_closed[k]
-            else:
-                left_at[r] = (entry.left_at - t0) / scale if entry.left_at is not None else np.nan
-
-    # 3. rows the gateway never had for the client
-    reconnects = sorted(t / scale for log in raw["subscriber_log"] for t, what in log if what == "reconnected")
-    unexplained = 0
-    missing = np.flatnonzero(outcome < 0)
-    per_client = {c: np.flatnonzero(conn_client == c) for c in np.unique(client_id[missing])}
-    for r in missing:
-        c = int(client_id[r])
-        e = int(event_id[r])
-        p = published[e]
-        ks = per_client[c]
-        live = ks[(conn_connected[ks] <= p) & (conn_closed[ks] > p)]
-        if live.size == 0:
-            outcome[r] = Outcome.LOST_DISCONNECTED
-            continue
-        k = int(live[0])
-        session_id[r] = conn_session[k]
-        if conn_closed[k] <= p + _CLOSE_RACE_S:
-            outcome[r] = Outcome.LOST_IN_BUFFER
-            left_at[r] = conn_closed[k]
-        elif any(t >= p for t in reconnects):
-            outcome[r] = Outcome.LOST_REDIS_OUTPUT_LIMIT
-            session_id[r] = -1
-        else:
-            outcome[r] = Outcome.LOST_IN_BUFFER
-            left_at[r] = conn_closed[k]
-            unexplained += 1
-    out = DeliveryRows(event_id, client_id, outcome, gateway_at, left_at, received_at, session_id)
-    return out, published, unexplained
-
-
-def _match_connection(peer: tuple[int, float] | None, by_port: dict[int, list[int]], conns: np.ndarray, client_node: np.ndarray, node: int) -> int:
-    """The client connection (row of ``conns``) a gateway connection belongs to; -1 if none."""
-    if peer is None:
-        return -1
-    port, registered = peer
-    best = -1
-    for k in by_port.get(port, []):
-        if client_node[int(conns[k, 0])] != node:
-            continue
-        closed = conns[k, 5] if not math.isnan(conns[k, 5]) else math.inf
-        if conns[k, 3] - 1.0 <= registered <= closed + 1.0:
-            best = k
-    return best

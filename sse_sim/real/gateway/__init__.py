@@ -6,6 +6,8 @@ The rooms, each with one job:
 - :mod:`.admission`: who may open which stream, and who may read the metrics;
 - :mod:`.browser`: what pages need: CORS, preflights, refusals an EventSource can read;
 - :mod:`.fanout`: per-connection bounded queues, overflow policies, writers, event fates;
+- :mod:`.replay`: stream and latest delivery: what a (re)subscribing stream is sent first;
+- :mod:`.demo`: the ``/gateway/demo`` page that opens a stream in a browser;
 - :mod:`.subscriber`: the one shared Redis subscription per gateway process;
 - :mod:`.limits`: the HTTP-level limits (head size and deadline, idle, connection caps);
 - :mod:`.server`: serving with uvicorn, in the foreground (one or more worker processes) or in a

@@ -1,9 +1,11 @@
 """The gateway's ASGI app: routing, the life of an SSE stream, control, metrics and health.
 
 Raw ASGI, no framework. A stream is admitted (see :mod:`.admission`), registered with the
-fan-out and the shared subscriber, answered with ``connected`` once Redis confirms its channel,
-then fed by its writer until the client leaves, the overflow policy ends it or the gateway
-shuts down.
+fan-out and the shared subscriber, answered with ``connected`` once Redis confirms its channel
+(under stream or latest delivery, once what it missed has been read too: see :mod:`.replay`),
+sent what it missed, then fed by its writer until the client leaves, the overflow policy ends it
+or the gateway shuts down. ``/gateway/demo``
+serves a small page that opens a stream (see :mod:`.demo`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from . import compat
 from .admission import Refusal, admit, check_metrics_token, metrics_refusal, respond_json
 from .backends import RedisClientFactory
 from .browser import Cors, answer_refusal
+from .demo import DEMO_PATH, serve_demo
 from .fanout import (
     DEFAULT_MAX_QUEUE_BYTES,
     OVERFLOW_POLICIES,
@@ -40,9 +43,21 @@ from .limits import (
     DEFAULT_MAX_HEADER_BYTES,
     HttpLimits,
 )
+from .replay import HISTORY_FAILED_MESSAGE, DeliveryOptions, HistoryUnavailable, Replayer
 from .subscriber import SUBSCRIPTION_MODES, SharedSubscriber, SubscribeFailed, wait_confirmed
 
 __all__ = ["Gateway", "create_gateway"]
+
+# The replay counters of a gateway that replays nothing (every type under pub/sub).
+_NO_REPLAYS = {
+    "replayed_entries": 0,
+    "replayed_latest": 0,
+    "recoveries_true": 0,
+    "recoveries_false": 0,
+    "xrange_calls": 0,
+    "latest_reads": 0,
+    "replay_failures": 0,
+}
 
 logger = logging.getLogger("sse_sim.gateway")
 
@@ -65,6 +80,11 @@ class Gateway:
 
     ``max_header_bytes``, ``header_timeout_s``, ``idle_timeout_s``, ``max_connections`` and
     ``max_connections_per_ip`` are the HTTP-level limits (see :class:`.limits.HttpLimits`).
+
+    ``delivery`` (``pubsub``, ``stream`` or ``latest``), overridden per event type by
+    ``delivery_types``, with ``history_size``, ``history_ttl_s`` and ``max_replay``, is the
+    delivery design publishers follow (see :mod:`.replay`); ``retry_ms`` is sent as ``retry:``
+    with ``connected``.
     """
 
     def __init__(
@@ -92,6 +112,11 @@ class Gateway:
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         max_connections: int | None = None,
         max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
+        delivery: str = "pubsub",
+        history_size: int = 100,
+        history_ttl_s: float | None = None,
+        max_replay: int = 300,
+        delivery_types: dict[str, str] | None = None,
     ) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise SseSimError(f"buffer_size must be a positive integer, got {buffer_size!r}")
@@ -121,6 +146,13 @@ class Gateway:
             raise SseSimError(
                 f"max_queue_bytes must be a positive integer or None, got {max_queue_bytes!r}"
             )
+        self.delivery = DeliveryOptions(
+            delivery,
+            history_size=history_size,
+            history_ttl_s=history_ttl_s,
+            max_replay=max_replay,
+            delivery_types=delivery_types,
+        )
         if retry_ms is not None and retry_ms < 0:
             raise SseSimError(f"retry_ms must be >= 0, got {retry_ms!r}")
         if len(secret) < 16:
@@ -136,7 +168,7 @@ class Gateway:
         self.subscription_mode = subscription_mode
         self.max_write_batch = max_write_batch
         self.max_queue_bytes = max_queue_bytes
-        self.retry_ms = retry_ms
+        self.retry_ms = None if retry_ms is None else int(retry_ms)
         self.subscribe_timeout_s = subscribe_timeout_s
         self.query_token_max_ttl_s = query_token_max_ttl_s
         self.on_connection = on_connection
@@ -159,6 +191,13 @@ class Gateway:
             record_events=self.record_events,
             max_write_batch=max_write_batch,
             max_queue_bytes=max_queue_bytes,
+            delivery=self.delivery,
+        )
+        # Reads what a (re)subscribing stream missed (stream and latest delivery only).
+        self._replayer = (
+            None
+            if self.delivery.plain
+            else Replayer(self.delivery, redis_client_factory, self._fanout)
         )
         # After any loss of the shared subscription the fan-out tells the streams that had it
         # and ends them (see fanout.tell_lost); the subscriber resubscribes the rest.
@@ -187,6 +226,8 @@ class Gateway:
                 await self._stream(scope, receive, send)
             elif path == "/gateway/metrics":
                 await self._serve_metrics(scope, send)
+            elif path == DEMO_PATH:
+                await serve_demo(send, scope, self.cors)
             elif path == "/healthz":
                 ok = not self._shutting_down
                 await respond_json(
@@ -261,7 +302,20 @@ class Gateway:
             confirmed = self._register(conn, key)
             registered = True
             if await self._subscribed(conn, confirmed, watcher, send):
+                replay = None
+                if self._replayer is not None:
+                    try:
+                        replay = await self._replayer.prepare(conn, scope)
+                    except HistoryUnavailable as exc:
+                        # Told like a failed subscription; the browser reconnects with the
+                        # same Last-Event-ID, and the history is still there.
+                        logger.warning("reading what %s missed failed: %s", conn.channel, exc)
+                        await self._send_error(conn, send, HISTORY_FAILED_MESSAGE)
+                        return
                 await self._begin_events(conn, send, loop)
+                if replay is not None and self._replayer is not None:
+                    await self._replayer.send(conn, replay, send)
+                self._allow_direct_writes(conn)
                 await self._fanout.write_loop(conn, send, loop)
         finally:
             await self._close(conn, key, watcher, registered, send)
@@ -292,27 +346,28 @@ class Gateway:
         except SubscribeFailed as exc:
             self._counts["subscribe_failures"] += 1
             logger.warning("subscribing to %s failed: %s", conn.channel, exc)
-            if not conn.gone:
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": error_frame("Failed to subscribe to events"),
-                        "more_body": True,
-                    }
-                )
+            await self._send_error(conn, send, "Failed to subscribe to events")
             return False
         return not conn.gone
+
+    async def _send_error(self, conn: Connection, send: Send, message: str) -> None:
+        """Send the documented ``error`` event (the stream then ends), unless the client left."""
+        if not conn.gone:
+            await send({"type": "http.response.body", "body": error_frame(message), "more_body": True})
 
     async def _begin_events(
         self, conn: Connection, send: Send, loop: asyncio.AbstractEventLoop
     ) -> None:
-        """Send ``connected`` (after ``retry:`` if set), start keepalives, allow direct writes."""
+        """Send ``connected`` (after ``retry:`` if set) and start keepalives."""
         head = connected_frame(dt.datetime.now(dt.UTC))
         if self.retry_ms is not None:
             head = b"retry: %d\n" % self.retry_ms + head
         await send({"type": "http.response.body", "body": head, "more_body": True})
         self._counts["connections_connected"] += 1
         self._fanout.start_keepalives(conn, loop)
+
+    def _allow_direct_writes(self, conn: Connection) -> None:
+        """Let the reader write to an idle stream itself (see ``Fanout.deliver``); only after any replay went out."""
         conn.direct = (
             self.reader_yield_every == 1
             and conn.transport is not None
@@ -388,9 +443,42 @@ class Gateway:
             conn.closing = True
             conn.wake()
 
+    def drop_connections(self, brand_id: int, player_id: int) -> int:
+        """End every open stream of a player, as a deploy or a network fault would; how many (any thread).
+
+        What each had queued is written first, then its response ends, so a browser reconnects
+        after its retry delay (with ``Last-Event-ID`` if it read a stream event).
+        """
+        loop = self._loop
+        if loop is None:
+            return 0
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            return self._drop(brand_id, player_id)
+
+        async def drop() -> int:
+            return self._drop(brand_id, player_id)
+
+        return asyncio.run_coroutine_threadsafe(drop(), loop).result(10.0)
+
+    def _drop(self, brand_id: int, player_id: int) -> int:
+        dropped = 0
+        for conn in list(self._conns):
+            if conn.brand_id == brand_id and conn.player_id == player_id and not conn.closing:
+                conn.closing = True
+                conn.wake()
+                dropped += 1
+        self._counts["connections_dropped"] += dropped
+        return dropped
+
     async def aclose(self) -> None:
         """Stop the subscriber tasks and close the Redis connections."""
         await self._subscriber.aclose()
+        if self._replayer is not None:
+            await self._replayer.aclose()
 
     def subscribed_channels(self) -> list[str]:
         """Channels the shared subscription holds (or is asking Redis for) right now."""
@@ -447,6 +535,11 @@ class Gateway:
             "reader_yield_every": self.reader_yield_every,
             "max_queue_bytes": self.max_queue_bytes,
             "queue_bytes_peak": f.queue_bytes_peak,
+            "connections_dropped": c["connections_dropped"],
+            **self.delivery.metrics(),
+            "superseded": f.superseded,
+            "replay_duplicates_dropped": f.replay_duplicates_dropped,
+            **(self._replayer.metrics() if self._replayer is not None else _NO_REPLAYS),
             "pid": os.getpid(),  # which worker answered, with --workers
             **self.http_limits.metrics(),
         }

@@ -16,6 +16,10 @@ Delivery model (the same as the simulator's):
 - when the shared subscription is lost (:meth:`Fanout.tell_lost`) each stream that had a live
   subscription gets what it already queued, then the documented ``error`` event saying events
   may have been lost, then the end of the response.
+- under ``stream`` delivery a message ``{"id":...,"envelope":...}`` is written as ``id:`` +
+  ``data: <envelope>``, and a stream that was sent a replay drops live entries it already has
+  (see :mod:`.replay`); under ``latest`` a newer event of a conflated type takes the place of the
+  one of its type still waiting in a queue, which is ``superseded``.
 
 :meth:`Fanout.deliver` is the hot path: a dict lookup and a deque append per (event,
 connection), and every frame is encoded once per Redis message, not once per connection.
@@ -33,9 +37,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from ...events.wire import encode_event, error_frame, keepalive_frame
+from ...events.wire import error_frame, keepalive_frame
 from ...scenario import OVERFLOW_POLICIES
 from .compat import chunk
+from .replay import DeliveryOptions, event_type_of, frame_of, split_stream_message
 
 __all__ = [
     "DEFAULT_MAX_QUEUE_BYTES",
@@ -62,7 +67,9 @@ LOSS_MESSAGE = "Events may have been lost: the subscription to events was interr
 # left open on a subscription that is gone, receiving keepalives and nothing else.
 _LOSS_NOTICE = error_frame(LOSS_MESSAGE)
 
-Fate = Literal["sent", "dropped_overflow", "evicted", "lost_in_buffer", "disconnected_slow"]
+Fate = Literal[
+    "sent", "dropped_overflow", "evicted", "lost_in_buffer", "disconnected_slow", "superseded"
+]
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -79,6 +86,11 @@ class EventFate(NamedTuple):
     gateway_at: float
     """``time.time()`` when the shared reader took it off the Redis connection."""
     fate: Fate
+    """``superseded``: a newer event of its ``latest`` type took its place in the queue.
+
+    A replayed entry or cached value is logged ``sent`` (with ``gateway_at`` the instant the
+    history was read); its ``raw_message`` is the message as live delivery would have carried it.
+    """
     left_at: float | None
     """``time.time()`` when it was written to the socket or dropped."""
 
@@ -142,6 +154,9 @@ class Connection:
         "transport",
         "protocol",
         "direct",
+        "skip_upto",
+        "latest_sent",
+        "pending_latest",
         "__weakref__",
     )
 
@@ -173,6 +188,12 @@ class Connection:
         # True once the stream is set up and chunked: an idle writer's next event may then be
         # written straight to the transport by the reader (see Fanout.deliver)
         self.direct = False
+        # stream delivery: live entries up to this id were replayed or read before (dropped)
+        self.skip_upto: tuple[int, int] | None = None
+        # latest delivery: cached value frames just replayed, by type, whose live copy is dropped
+        self.latest_sent: dict[bytes, bytes] | None = None
+        # latest delivery: the last queued item of each conflated type (it may be gone since)
+        self.pending_latest: dict[bytes, Any] | None = None
 
     def wake(self) -> None:
         """Let the connection's writer look at its queue and flags again."""
@@ -196,8 +217,13 @@ class Fanout:
         record_events: bool,
         max_write_batch: int,
         max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES,
+        delivery: DeliveryOptions | None = None,
     ) -> None:
         self.buffer_size = buffer_size
+        delivery = delivery if delivery is not None else DeliveryOptions()
+        self._stream_ids = delivery.has_stream
+        self._latest = delivery.is_latest if delivery.has_latest else None
+        self._checks = not delivery.plain
         self.max_queue_bytes = max_queue_bytes
         # an int either way: the hot path compares without a None check
         self._byte_cap = max_queue_bytes if max_queue_bytes is not None else sys.maxsize
@@ -219,6 +245,8 @@ class Fanout:
         self.queue_bytes_peak = 0  # the most bytes any connection's queue has held
         self.streams_told_of_loss = 0
         self.loss_notices_sent = 0
+        self.superseded = 0
+        self.replay_duplicates_dropped = 0
 
     # ------------------------------------------------------------------ routing
 
@@ -248,21 +276,23 @@ class Fanout:
         if not conns:
             self.events_unrouted += 1
             return
-        if data.isascii() and b"\n" not in data and b"\r" not in data:
-            # One line of ASCII (any compact JSON publisher's output): the frame is the bytes
-            # themselves, exactly what encode_event gives, without a decode and re-encode.
-            frame = b"data: %b\n\n" % data
-            text = None
+        entry_id = None
+        event_type = None
+        if self._checks:
+            body, raw_id = data, None
+            if self._stream_ids and data.startswith(b'{"id"'):
+                split = split_stream_message(data)
+                if split is not None:
+                    entry_id, raw_id, body = split
+            if self._latest is not None:
+                found = event_type_of(body)
+                if found is not None and self._latest(found):
+                    event_type = found
+            frame = frame_of(body, raw_id)
         else:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                text = data.decode("utf-8", "replace")
-            frame = encode_event(text)
+            frame = frame_of(data)
         if self.record_events:
-            item: Any = RecordedEvent(
-                frame, data.decode("ascii") if text is None else text, time.time()
-            )
+            item: Any = RecordedEvent(frame, data.decode("utf-8", "replace"), time.time())
         else:
             item = frame
         cap = self.buffer_size
@@ -271,6 +301,10 @@ class Fanout:
         framed = None
         for conn in conns:
             if conn.gone or conn.slow or conn.closing:
+                continue
+            if (entry_id is not None or event_type is not None) and self._handled(
+                conn, entry_id, event_type, item, frame, size
+            ):
                 continue
             queue = conn.queue
             if not queue and conn.direct:
@@ -304,6 +338,49 @@ class Fanout:
                     waiter.set_result(None)
             else:
                 self._overflow(conn, item, size)
+
+    def _handled(
+        self,
+        conn: Connection,
+        entry_id: tuple[int, int] | None,
+        event_type: bytes | None,
+        item: Any,
+        frame: bytes,
+        size: int,
+    ) -> bool:
+        """Whether a stream or latest event was dealt with here: a duplicate dropped, or conflated into the queue."""
+        if entry_id is not None:
+            skip = conn.skip_upto
+            if skip is not None and entry_id <= skip:
+                self.replay_duplicates_dropped += 1  # the replay sent it, or the client had it
+                return True
+            return False
+        assert event_type is not None
+        cached = conn.latest_sent
+        if cached:
+            # Only the first live value after the replay can be the cached one arriving late.
+            value = cached.pop(event_type, None)
+            if value is not None and value == frame:
+                self.replay_duplicates_dropped += 1
+                return True
+        pending = conn.pending_latest
+        if pending is None:
+            pending = conn.pending_latest = {}
+        old = pending.get(event_type)
+        pending[event_type] = item
+        if old is None or not conn.queue:
+            return False
+        queue = conn.queue
+        for i, queued in enumerate(queue):
+            if queued is old:
+                # In its place: the client reads the newest value where the old one would have been.
+                queue[i] = item
+                conn.queued_bytes += size - (len(old.frame) if self.record_events else len(old))
+                self.superseded += 1
+                if self.record_events:
+                    self.log_fates(conn, [old], "superseded")
+                return True
+        return False
 
     def _overflow(self, conn: Connection, item: Any, size: int) -> None:
         policy = self.overflow_policy

@@ -1,0 +1,275 @@
+"""From a real run's logs to one outcome per (event, client) row, by the simulator's definitions.
+
+The runner hands over what each side saw: the clients' receipts and connections (see
+:data:`~sse_sim.real.clients.RECEIPT_COLUMNS` and :data:`~sse_sim.real.clients.CONNECTION_COLUMNS`),
+the gateway's event log per node, and the shared subscribers' reconnects. :func:`classify` turns
+them into :class:`~sse_sim.records.DeliveryRows`:
+
+* the client read it: ``delivered`` (``replayed`` when it came among the frames a ``recovery``
+  event announced);
+* the gateway logged it on one of the client's connections: ``dropped_overflow`` (dropped or
+  evicted), ``lost_in_buffer`` (queued when the connection went, or written to the socket and
+  never read because the client closed first), ``disconnected_slow``, ``superseded`` (a newer
+  value of its ``latest`` type took its place in the queue);
+* the gateway never had it for the client: ``lost_disconnected`` when the client had no
+  confirmed stream at publish time (no connection, or before its ``connected`` event);
+  ``lost_redis_output_limit`` when it did but the shared subscriber reconnected after the
+  publish (Redis closed it); ``lost_in_buffer`` when the stream closed before the event could
+  reach the gateway. Anything else is counted as unexplained.
+
+Then, at each connection's subscription (its ``connected`` instant), in order, what the
+simulator's replay walk (:mod:`sse_sim.replay_walk`) decides there:
+
+* ``stream`` rows after the event the client's ``Last-Event-ID`` named, published before the
+  subscription and not read: if the gateway sent them on this connection or a later one their
+  fate there stands, else they were not replayed: ``lost_history_expired``;
+* ``latest`` rows published before the subscription, newer than the last value of their type
+  the client had read: the newest is the cached value the gateway sends; the older ones are
+  ``superseded``.
+
+Last, the browser's part: under ``tab_sharing: leader`` every tab gets the leader tab's rows; over
+HTTP/1.1 a tab past the sixth is ``lost_connection_limit`` (the runner never opened its stream).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import SseSimError
+from ..outcomes import Outcome
+from ..records import DeliveryRows
+from ..scenario import HTTP1_CONNECTIONS_PER_ORIGIN, Scenario
+from ..workload import Workload
+from .payloads import event_id_of
+
+__all__ = ["classify", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
+
+#: Delivery mode codes per event (the replay walk's, kept here: real mode never imports the engine).
+PUBSUB, STREAM, LATEST = 0, 1, 2
+_MODE_CODES = {"pubsub": PUBSUB, "stream": STREAM, "latest": LATEST}
+
+# How long after publishing an event a connection that closed is still "racing" it: a close in
+# that window explains an event the gateway never queued (it was on its way from Redis).
+_CLOSE_RACE_S = 0.05
+
+_FATES = {
+    "sent": Outcome.LOST_IN_BUFFER,  # written to the socket, never read: the client closed first
+    "dropped_overflow": Outcome.DROPPED_OVERFLOW,
+    "evicted": Outcome.DROPPED_OVERFLOW,
+    "lost_in_buffer": Outcome.LOST_IN_BUFFER,
+    "disconnected_slow": Outcome.DISCONNECTED_SLOW,
+    "superseded": Outcome.SUPERSEDED,
+}
+
+# columns of the clients' arrays (see sse_sim.real.clients)
+_C_CLIENT, _C_SESSION, _C_PORT, _C_OPEN, _C_CONNECTED, _C_CLOSED, _C_BY_SERVER, _C_LAST_EVENT = range(8)
+
+
+def delivery_modes(sc: Scenario, w: Workload) -> np.ndarray:
+    """Per event, the delivery mode code (PUBSUB, STREAM, LATEST) of its event type."""
+    modes = np.array([_MODE_CODES[sc.delivery.mode_of(t)] for t in w.event_types] or [PUBSUB], np.int8)
+    return modes[w.event_type_code]
+
+
+def active_clients(sc: Scenario, w: Workload) -> np.ndarray:
+    """Per client, whether its browser opens a stream for it: not a follower tab, not past the HTTP/1.1 cap."""
+    cpp = w.clients_per_player
+    tab = np.arange(w.n_clients) % cpp
+    if cpp > 1 and sc.clients.tab_sharing == "leader":
+        return tab == 0
+    if cpp > 1 and sc.clients.http_version == "1.1":
+        return tab < HTTP1_CONNECTIONS_PER_ORIGIN
+    return np.ones(w.n_clients, bool)
+
+
+def classify(
+    sc: Scenario,
+    w: Workload,
+    raw: dict[str, Any],
+    row_off: np.ndarray,
+    event_id: np.ndarray,
+    client_id: np.ndarray,
+    scale: float,
+) -> tuple[DeliveryRows, np.ndarray, int]:
+    """Per-row outcome, instants and replayed flag of a real run, in replay time; also the publish instants and the unexplained count."""
+    t0 = raw["t0"]
+    cpp = w.clients_per_player
+    first_event = w.player_offsets[np.arange(w.n_clients) // cpp]
+    n_rows = event_id.size
+    published = (np.asarray(raw["published_wall"], dtype=np.float64) - t0) / scale
+    if np.isnan(published).any():
+        raise SseSimError("real run: some events were never published")
+    outcome = np.full(n_rows, -1, np.int8)
+    gateway_at = np.full(n_rows, np.nan)
+    left_at = np.full(n_rows, np.nan)
+    received_at = np.full(n_rows, np.nan)
+    session_id = np.full(n_rows, -1, np.int32)
+    replayed = np.zeros(n_rows, np.bool_)
+    # per row: the connection (index into conns) that read it, and the last one the gateway
+    # logged a fate for it on (-1: none); connections are numbered in the order they opened
+    recv_conn = np.full(n_rows, -1, np.int64)
+    fate_conn = np.full(n_rows, -1, np.int64)
+
+    conns = raw["connections"]
+    conn_client = conns[:, _C_CLIENT].astype(np.int64)
+    conn_session = conns[:, _C_SESSION].astype(np.int32)
+    conn_connected = (conns[:, _C_CONNECTED] - t0) / scale
+    conn_closed = (conns[:, _C_CLOSED] - t0) / scale
+    conn_closed = np.where(np.isnan(conn_closed), np.inf, conn_closed)
+
+    def row_of(c: int, e: int) -> int:
+        return int(row_off[c] + e - first_event[c])
+
+    # 1. receipts
+    for c, e, k, _read, done, recv, rep in raw["receipts"]:
+        r = row_of(int(c), int(e))
+        outcome[r] = Outcome.DELIVERED
+        left_at[r] = (done - t0) / scale
+        received_at[r] = (recv - t0) / scale
+        session_id[r] = conn_session[int(k)]
+        replayed[r] = bool(rep)
+        recv_conn[r] = int(k)
+
+    # 2. the gateway's fates, per connection
+    by_port: dict[int, list[int]] = {}
+    for k in range(conns.shape[0]):
+        by_port.setdefault(int(conns[k, _C_PORT]), []).append(k)
+    for node, log in enumerate(raw["event_logs"]):
+        peers = raw["peers"][node]
+        conn_of: dict[int, int] = {}
+        for entry in log:
+            k = conn_of.get(entry.connection_id)
+            if k is None:
+                k = _match_connection(peers.get(entry.connection_id), by_port, conns, w.client_node, node)
+                conn_of[entry.connection_id] = k
+            if k < 0:
+                continue
+            c = int(conn_client[k])
+            e = event_id_of(entry.raw_message)
+            if e is None:
+                continue
+            r = row_of(c, e)
+            if np.isnan(gateway_at[r]) or k >= fate_conn[r]:
+                gateway_at[r] = (entry.gateway_at - t0) / scale
+            fate_conn[r] = max(fate_conn[r], k)
+            if outcome[r] == Outcome.DELIVERED:
+                continue
+            outcome[r] = _FATES[entry.fate]
+            session_id[r] = conn_session[k]
+            if entry.fate == "dropped_overflow":
+                left_at[r] = np.nan
+            elif entry.fate == "sent":
+                left_at[r] = conn_closed[k]
+            else:
+                left_at[r] = (entry.left_at - t0) / scale if entry.left_at is not None else np.nan
+
+    # 3. rows the gateway never had for the client
+    reconnects = sorted(t / scale for log in raw["subscriber_log"] for t, what in log if what == "reconnected")
+    unexplained = 0
+    missing = np.flatnonzero(outcome < 0)
+    per_client = {c: np.flatnonzero(conn_client == c) for c in np.unique(client_id[missing])}
+    for r in missing:
+        c = int(client_id[r])
+        p = published[int(event_id[r])]
+        ks = per_client[c]
+        live = ks[(conn_connected[ks] <= p) & (conn_closed[ks] > p)]
+        if live.size == 0:
+            outcome[r] = Outcome.LOST_DISCONNECTED
+            continue
+        k = int(live[0])
+        session_id[r] = conn_session[k]
+        if conn_closed[k] <= p + _CLOSE_RACE_S:
+            outcome[r] = Outcome.LOST_IN_BUFFER
+            left_at[r] = conn_closed[k]
+        elif any(t >= p for t in reconnects):
+            outcome[r] = Outcome.LOST_REDIS_OUTPUT_LIMIT
+            session_id[r] = -1
+        else:
+            outcome[r] = Outcome.LOST_IN_BUFFER
+            left_at[r] = conn_closed[k]
+            unexplained += 1
+
+    # 4. what each (re)subscription sent first, under stream and latest delivery
+    ev_mode = delivery_modes(sc, w)
+    if (ev_mode != PUBSUB).any():
+        _resubscriptions(w, conns, conn_connected, row_off, first_event, published, ev_mode, outcome, recv_conn, fate_conn)
+
+    out = DeliveryRows(event_id, client_id, outcome, gateway_at, left_at, received_at, session_id, replayed)
+    _browser_tabs(sc, w, row_off, client_id, out)
+    return out, published, unexplained
+
+
+def _resubscriptions(w: Workload, conns: np.ndarray, conn_connected: np.ndarray, row_off: np.ndarray, first_event: np.ndarray, published: np.ndarray, ev_mode: np.ndarray, outcome: np.ndarray, recv_conn: np.ndarray, fate_conn: np.ndarray) -> None:
+    """Mark what the gateway did not send at each connection's subscription: ``lost_history_expired`` and ``superseded`` rows."""
+    last_event = conns[:, _C_LAST_EVENT].astype(np.int64)
+    type_code = w.event_type_code
+    for c in np.unique(conns[:, _C_CLIENT].astype(np.int64)):
+        r0, r1 = int(row_off[c]), int(row_off[c + 1])
+        if r1 == r0:
+            continue
+        e0 = int(first_event[c])
+        events = np.arange(e0, e0 + r1 - r0)
+        modes = ev_mode[events]
+        pub = published[events]
+        for k in np.flatnonzero(conns[:, _C_CLIENT] == c):
+            ts = conn_connected[k]
+            if math.isnan(ts):
+                continue  # never subscribed: the gateway sent nothing on it
+            before = pub < ts
+            # stream: the gap after Last-Event-ID; what the gateway did not send here or later
+            if last_event[k] >= 0:
+                gap = np.flatnonzero(before & (modes == STREAM) & (events > last_event[k]))
+                rows = r0 + gap
+                unsent = rows[(outcome[rows] != Outcome.DELIVERED) & (fate_conn[rows] < k)]
+                outcome[unsent] = Outcome.LOST_HISTORY_EXPIRED
+            # latest: per type, the values missed since the last one read; the newest is the
+            # cached value sent now, the older ones are superseded
+            for t in np.unique(type_code[events[before & (modes == LATEST)]]):
+                idx = np.flatnonzero(before & (modes == LATEST) & (type_code[events] == t))
+                rows = r0 + idx
+                read_before = np.flatnonzero((recv_conn[rows] >= 0) & (recv_conn[rows] < k))
+                if read_before.size:
+                    rows = rows[read_before[-1] + 1 :]
+                older = rows[:-1]
+                outcome[older[outcome[older] != Outcome.DELIVERED]] = Outcome.SUPERSEDED
+
+
+def _browser_tabs(sc: Scenario, w: Workload, row_off: np.ndarray, client_id: np.ndarray, out: DeliveryRows) -> None:
+    """Apply the tabs' sharing of one connection, or the HTTP/1.1 cap, as the simulator does."""
+    cpp = w.clients_per_player
+    if cpp == 1:
+        return
+    tab = client_id % cpp
+    arrays = (out.outcome, out.gateway_at, out.left_at, out.received_at, out.session_id, out.replayed)
+    if sc.clients.tab_sharing == "leader":
+        # the leader tab fans its events out (BroadcastChannel): each tab gets them as it did
+        rows = np.flatnonzero(tab > 0)
+        cid = client_id[rows]
+        leader = rows - tab[rows] * (row_off[cid + 1] - row_off[cid])
+        for arr in arrays:
+            arr[rows] = arr[leader]
+    elif sc.clients.http_version == "1.1" and cpp > HTTP1_CONNECTIONS_PER_ORIGIN:
+        rows = tab >= HTTP1_CONNECTIONS_PER_ORIGIN
+        out.outcome[rows] = Outcome.LOST_CONNECTION_LIMIT
+        for arr in (out.gateway_at, out.left_at, out.received_at):
+            arr[rows] = np.nan
+        out.session_id[rows] = -1
+        out.replayed[rows] = False
+
+
+def _match_connection(peer: tuple[int, float] | None, by_port: dict[int, list[int]], conns: np.ndarray, client_node: np.ndarray, node: int) -> int:
+    """The client connection (row of ``conns``) a gateway connection belongs to; -1 if none."""
+    if peer is None:
+        return -1
+    port, registered = peer
+    best = -1
+    for k in by_port.get(port, []):
+        if client_node[int(conns[k, _C_CLIENT])] != node:
+            continue
+        closed = conns[k, _C_CLOSED] if not math.isnan(conns[k, _C_CLOSED]) else math.inf
+        if conns[k, _C_OPEN] - 1.0 <= registered <= closed + 1.0:
+            best = k
+    return best

@@ -177,6 +177,21 @@ def _conflate(r, arr, ev_type, event_id, wait, w_head, n_wait, outcome, left_at)
     return False
 
 
+@numba.njit(cache=True, inline="always")
+def _next_subscription(sess_sub, sess_dis, nxt, s_end, down_until):  # pragma: no cover - jitted
+    """The client's next (re)subscription from session ``nxt`` on: (instant, session, next to look at); (inf, -1, ...) if none.
+
+    A session subscribes at its own instant, or once a slow-client close's reconnect delay is
+    over, if that comes before the session ends.
+    """
+    while nxt < s_end:
+        st = sess_sub[nxt] if sess_sub[nxt] > down_until else down_until
+        if st < sess_dis[nxt]:
+            return st, nxt, nxt + 1
+        nxt += 1
+    return np.inf, -1, nxt
+
+
 @numba.njit(cache=True)
 def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
     """Walk clients ``c_lo:c_hi`` under stream/latest delivery; fills ``out`` like the pub/sub walk.
@@ -221,16 +236,7 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
         arrival_instants(event_id, published_at, inp.hop, node_read_at, gateway_at, r0, r1)
         s_end = sess_off[c + 1]
         # the next (re)subscription: its instant and session
-        nxt = sess_off[c]
-        pend_t = np.inf
-        pend_s = -1
-        while nxt < s_end:
-            if sess_sub[nxt] < sess_dis[nxt]:
-                pend_t = sess_sub[nxt]
-                pend_s = nxt
-                nxt += 1
-                break
-            nxt += 1
+        pend_t, pend_s, nxt = _next_subscription(sess_sub, sess_dis, sess_off[c], s_end, -np.inf)
         conn = -1  # the session whose connection is open (subscribed), -1 if none
         conn_from = np.inf  # when it subscribed
         conn_end = np.inf
@@ -316,16 +322,7 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                 if n_flight + n_rep > max_held:
                     max_held = n_flight + n_rep
                 # the next subscription: the following session with one
-                pend_t = np.inf
-                pend_s = -1
-                while nxt < s_end:
-                    st = sess_sub[nxt] if sess_sub[nxt] > down_until else down_until
-                    if st < sess_dis[nxt]:
-                        pend_t = st
-                        pend_s = nxt
-                        nxt += 1
-                        break
-                    nxt += 1
+                pend_t, pend_s, nxt = _next_subscription(sess_sub, sess_dis, nxt, s_end, down_until)
                 continue
             if r >= r1:
                 break
@@ -393,18 +390,8 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                     n_cuts += 1
                     # the client comes back within this session if it is still open then,
                     # otherwise with the next session that outlasts the delay
-                    nxt = conn
+                    pend_t, pend_s, nxt = _next_subscription(sess_sub, sess_dis, conn, s_end, down_until)
                     conn = -1
-                    pend_t = np.inf
-                    pend_s = -1
-                    while nxt < s_end:
-                        st = sess_sub[nxt] if sess_sub[nxt] > down_until else down_until
-                        if st < sess_dis[nxt]:
-                            pend_t = st
-                            pend_s = nxt
-                            nxt += 1
-                            break
-                        nxt += 1
                     r += 1
                     continue
             if can_start:

@@ -83,6 +83,7 @@ class GatewayParams(NamedTuple):
     yield_every: int  # reader_yield_every (0: the writer waits for the end of a same-instant run)
     retry_jitter_s: float  # uniform jitter added to it
     reconnect_key: np.uint64  # counter-based random key for those reconnects
+    client_base: int  # global index of the walk's first client: keys those draws to the client, not the block
 
 
 class ReplayParams(NamedTuple):
@@ -237,7 +238,7 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
                     n_flight = 0
                     n_wait = 0
                     head_done = np.inf
-                    down_until = reconnect_at(arr, c, n_cuts, inp.client_retry[c], sub_table, gw)
+                    down_until = reconnect_at(arr, gw.client_base + c, n_cuts, inp.client_retry[c], sub_table, gw)
                     cut_at = arr
                     n_cuts += 1
                     conn = -1
@@ -311,6 +312,7 @@ def run_engine(
         yield_every=int(g.reader_yield_every),
         retry_jitter_s=float(scenario.disconnects.retry_jitter_s),
         reconnect_key=stream_key(w.seed, "reconnect_delay"),
+        client_base=int(w.client_base),
     )
     out = WalkOutputs(
         outcome=np.empty(n_rows, np.int8),

@@ -383,7 +383,7 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                     n_wait = 0
                     n_rep = 0
                     head_done = np.inf
-                    down_until = reconnect_at(arr, c, n_cuts, inp.client_retry[c], inp.sub_table, gw)
+                    down_until = reconnect_at(arr, gw.client_base + c, n_cuts, inp.client_retry[c], inp.sub_table, gw)
                     cut_s = conn
                     cut_from = conn_from
                     cut_at = arr

@@ -115,6 +115,14 @@ class Workload:
     # mix) and the delay it reconnects after when no scenario key sets one
     client_browser: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
     client_retry_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    # a block of a larger run: global index of its first player (its players, clients and
+    # events are numbered from 0 within the block)
+    player_base: int = 0
+
+    @property
+    def client_base(self) -> int:
+        """Global index of the workload's first client (0 unless it is a block of a larger run)."""
+        return self.player_base * self.clients_per_player
 
     @property
     def n_events(self) -> int:

@@ -24,7 +24,7 @@ def simpy_outcomes(scenario: Scenario, w: Workload) -> dict[str, np.ndarray]:
     """Run every client of a workload through a SimPy model; per-row arrays like the engine's."""
     row_off, event_id, client_id = row_layout(w.player_offsets, w.clients_per_player)
     n = event_id.size
-    drain, net = sample_row_times(scenario, w.seed, n)
+    drain, net = sample_row_times(scenario, w, row_off, event_id, client_id)
     drain, net = drain.astype(float), net.astype(float)
     buffer_size = scenario.gateway.buffer_size
     drop_oldest = scenario.gateway.overflow_policy == "drop_oldest"

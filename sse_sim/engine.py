@@ -282,7 +282,7 @@ def run_engine(
     """
     row_off, event_id, client_id = row_layout(w.player_offsets, w.clients_per_player)
     n_rows = event_id.size
-    drain, net = sample_row_times(scenario, w.seed, n_rows, workload=w, event_id=event_id, client_id=client_id)
+    drain, net = sample_row_times(scenario, w, row_off, event_id, client_id)
     if scenario.redis.output_buffer is not None:
         node_read_at, node_lost = node_arrivals(scenario, w, event_id, client_id)
     else:

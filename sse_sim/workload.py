@@ -53,6 +53,20 @@ def stream_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, key]))
 
 
+#: Players per chunk of random numbers. Every per-player, per-client, per-event and per-row draw
+#: comes from a stream keyed by its chunk, so a run walked in blocks of whole chunks draws what
+#: the run built at once draws. Chunk 0 keys the plain streams.
+PLAYER_CHUNK = 1024
+
+
+def chunk_rng(seed: int, name: str, chunk: int) -> np.random.Generator:
+    """The generator of one named random stream for one chunk of players (chunk 0: :func:`stream_rng`)."""
+    if chunk == 0:
+        return stream_rng(seed, name)
+    key = zlib.crc32(name.encode())
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, key, int(chunk)]))
+
+
 def stream_key(seed: int, name: str) -> np.uint64:
     """A 64-bit key for the engine's counter-based random numbers of one stream."""
     return np.uint64(stream_rng(seed, name).integers(0, 2**63 - 1))
@@ -118,6 +132,7 @@ class Workload:
     # a block of a larger run: global index of its first player (its players, clients and
     # events are numbered from 0 within the block)
     player_base: int = 0
+    players_per_brand: int = 0  # 0: all the workload's players split evenly over brand_ids
 
     @property
     def client_base(self) -> int:
@@ -159,8 +174,8 @@ class Workload:
 
     def player_index_brand(self) -> np.ndarray:
         """Index into ``brand_ids`` for each player (players are laid out brand-major)."""
-        per_brand = self.n_players // self.brand_ids.size
-        return np.arange(self.n_players) // per_brand
+        per_brand = self.players_per_brand or self.n_players // self.brand_ids.size
+        return (self.player_base + np.arange(self.n_players)) // per_brand
 
     def player_brand_ids(self) -> np.ndarray:
         """Brand id of each player."""
@@ -254,30 +269,72 @@ def _burst(pub: BurstPublisher, n_players: int, duration: float, rng: np.random.
     return times[keep], player[keep]
 
 
-def _trace(pub: TracePublisher, n_players: int, duration: float, event_types: list[str]):
-    """The rows of a trace read at load time: those before ``duration``, player-major and time-sorted.
+def _event_types(scenario: Scenario) -> tuple[list[str], list[np.ndarray | None]]:
+    """The run's event types, in order of first appearance, and each trace publisher's code table.
 
-    Codes of the event types the trace names are added to ``event_types`` in order of first
-    appearance; -1 (an empty cell) becomes the publisher's own type.
+    A publisher's own type comes first, then the types its trace names in the trace's order. A
+    code table maps a trace's type codes to the run's (its last entry, for -1, is the
+    publisher's own type). Worked out once for the whole run, so every block numbers alike.
     """
+    event_types: list[str] = []
+    tables: list[np.ndarray | None] = []
+    for pub in scenario.publishers:
+        if pub.event_type not in event_types:
+            event_types.append(pub.event_type)
+        if not isinstance(pub, TracePublisher):
+            tables.append(None)
+            continue
+        rows = pub.rows
+        codes = np.empty(len(rows.event_types) + 1, np.int16)
+        for k, name in enumerate(rows.event_types):
+            if name not in event_types:
+                event_types.append(name)
+            codes[k] = event_types.index(name)
+        codes[-1] = event_types.index(pub.event_type)
+        tables.append(codes)
+    return event_types, tables
+
+
+@dataclass(frozen=True)
+class _TraceOrder:
+    """A trace's rows before ``duration_s``, player-major and time-sorted, with each player's range."""
+
+    published_at: np.ndarray
+    player: np.ndarray
+    type_code: np.ndarray | None  # the run's codes; None: the publisher's own type throughout
+    payload_bytes: np.ndarray | None  # None: drawn from the publisher's distribution
+    player_offsets: np.ndarray
+
+
+def _trace_order(pub: TracePublisher, codes: np.ndarray, n_players: int, duration: float) -> _TraceOrder:
+    """Sort a trace's rows once per run, so each block takes its players' rows by slicing."""
     rows = pub.rows
     if rows.player.size and int(rows.player.max()) >= n_players:
         # only a scenario changed after loading (model_copy) can get here: loading checks it
         raise ScenarioError(
             f"{rows.path}: the trace names player {int(rows.player.max())}, but the population has {n_players}"
         )
-    codes = np.empty(len(rows.event_types) + 1, np.int16)
-    for k, name in enumerate(rows.event_types):
-        if name not in event_types:
-            event_types.append(name)
-        codes[k] = event_types.index(name)
-    codes[-1] = event_types.index(pub.event_type)
     keep = rows.published_at < duration
     t, player = rows.published_at[keep], rows.player[keep]
     order = np.lexsort((t, player))
-    types = codes[rows.event_type_code[keep][order]] if rows.event_types else None
-    sizes = rows.payload_bytes[keep][order] if rows.payload_bytes.any() else None
-    return t[order], player[order], types, sizes
+    player = player[order]
+    offsets = np.zeros(n_players + 1, np.int64)
+    np.cumsum(np.bincount(player, minlength=n_players), out=offsets[1:])
+    return _TraceOrder(
+        published_at=t[order],
+        player=player,
+        type_code=codes[rows.event_type_code[keep][order]] if rows.event_types else None,
+        payload_bytes=rows.payload_bytes[keep][order] if rows.payload_bytes.any() else None,
+        player_offsets=offsets,
+    )
+
+
+def _trace(tr: _TraceOrder, a: int, b: int):
+    """The trace rows of players ``a:b``, players numbered from ``a``."""
+    lo, hi = tr.player_offsets[a], tr.player_offsets[b]
+    types = None if tr.type_code is None else tr.type_code[lo:hi]
+    sizes = None if tr.payload_bytes is None else tr.payload_bytes[lo:hi]
+    return tr.published_at[lo:hi], tr.player[lo:hi] - a, types, sizes
 
 
 @numba.njit(cache=True)
@@ -313,24 +370,22 @@ def _merge_by_player(n_players, starts, player_all, time_all, type_all, size_all
     return t_out, p_out, c_out, s_out
 
 
-def _publishes(scenario: Scenario, seed: int):
-    n_players = scenario.population.n_players
+def _publishes(scenario: Scenario, seed: int, chunk: int, a: int, b: int, event_types: list[str], traces: list):
+    """The events of players ``a:b`` (chunk ``chunk``), player-major and time-sorted, players numbered from ``a``."""
+    n_players = b - a
     duration = scenario.duration_s
-    event_types: list[str] = []
     parts_t, parts_p, parts_c, parts_s = [], [], [], []
     for i, pub in enumerate(scenario.publishers):
-        rng = stream_rng(seed, f"publisher[{i}]")
-        size_rng = stream_rng(seed, f"payload[{i}]")
-        if pub.event_type not in event_types:
-            event_types.append(pub.event_type)
+        rng = chunk_rng(seed, f"publisher[{i}]", chunk)
+        size_rng = chunk_rng(seed, f"payload[{i}]", chunk)
         code = event_types.index(pub.event_type)
         types = sizes = None
         if isinstance(pub, PoissonPublisher):
-            t, p = _poisson(pub, n_players, duration, rng, stream_rng(seed, f"activity[{i}]"))
+            t, p = _poisson(pub, n_players, duration, rng, chunk_rng(seed, f"activity[{i}]", chunk))
         elif isinstance(pub, BurstPublisher):
             t, p = _burst(pub, n_players, duration, rng)
         else:
-            t, p, types, sizes = _trace(pub, n_players, duration, event_types)
+            t, p, types, sizes = _trace(traces[i], a, b)
         if types is None:
             types = np.full(t.size, code, np.int16)
         if isinstance(pub.payload_bytes, Constant):
@@ -344,9 +399,9 @@ def _publishes(scenario: Scenario, seed: int):
         parts_c.append(types)
         parts_s.append(drawn)
     if len(parts_t) == 1:
-        return parts_t[0], parts_p[0], parts_c[0], parts_s[0], event_types
+        return parts_t[0], parts_p[0], parts_c[0], parts_s[0]
     starts = np.concatenate([[0], np.cumsum([x.size for x in parts_t])]).astype(np.int64)
-    t, p, c, s = _merge_by_player(
+    return _merge_by_player(
         n_players,
         starts,
         np.concatenate(parts_p),
@@ -354,7 +409,6 @@ def _publishes(scenario: Scenario, seed: int):
         np.concatenate(parts_c),
         np.concatenate(parts_s),
     )
-    return t, p, c, s, event_types
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,24 +458,26 @@ def _sessions_from_downtime(n_clients, duration, d_client, d_start, d_end):  # p
     return off, con[:out], dis[:out], first[:out]
 
 
-def _downtime(scenario: Scenario, seed: int, client_node: np.ndarray, client_retry_s: np.ndarray):
+def _downtime(scenario: Scenario, seed: int, chunk: int, ca: int, client_node: np.ndarray, client_retry_s: np.ndarray):
+    """Outage intervals of the clients ``ca:ca + client_node.size`` (chunk ``chunk``), clients numbered from ``ca``."""
     n_clients = client_node.size
     duration = scenario.duration_s
     dc = scenario.disconnects
     cs, ss, es = [], [], []
-    rng_w = stream_rng(seed, "windows")
+    rng_w = chunk_rng(seed, "windows", chunk)
     for w in dc.windows:
         if w.fraction is not None:
             chosen = np.flatnonzero(rng_w.random(n_clients) < w.fraction)
         elif w.clients == "all":
             chosen = np.arange(n_clients)
         else:
-            chosen = np.unique(np.asarray(w.clients, dtype=np.int64))
+            listed = np.unique(np.asarray(w.clients, dtype=np.int64)) - ca
+            chosen = listed[(listed >= 0) & (listed < n_clients)]
         cs.append(chosen)
         ss.append(np.full(chosen.size, w.start_s))
         es.append(np.full(chosen.size, w.end_s))
     if dc.flaps is not None:
-        rng_f = stream_rng(seed, "flaps")
+        rng_f = chunk_rng(seed, "flaps", chunk)
         counts = rng_f.poisson(dc.flaps.rate_per_client_per_s * duration, n_clients)
         clients = np.repeat(np.arange(n_clients), counts)
         starts = rng_f.random(clients.size) * duration
@@ -429,7 +485,7 @@ def _downtime(scenario: Scenario, seed: int, client_node: np.ndarray, client_ret
         cs.append(clients)
         ss.append(starts)
         es.append(starts + offline)
-    rng_m = stream_rng(seed, "mass_drops")
+    rng_m = chunk_rng(seed, "mass_drops", chunk)
     for drop in dc.mass_drops:
         chosen = np.arange(n_clients) if drop.node == "all" else np.flatnonzero(client_node == drop.node)
         retry = client_retry_s[chosen] if drop.retry_delay_s is None else drop.retry_delay_s
@@ -449,24 +505,25 @@ def _downtime(scenario: Scenario, seed: int, client_node: np.ndarray, client_ret
 BROWSERS: tuple[str, ...] = tuple(BROWSER_RETRY_S)
 
 
-def _browsers(scenario: Scenario, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each client's browser (a player's tabs share one) and the delay it reconnects after.
+def _browsers(scenario: Scenario, seed: int, chunk: int, n_players: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each client's browser (a player's tabs share one) and the delay it reconnects after, for one chunk.
 
     The gateway's ``retry:`` field (``delivery.retry_ms``) sets every browser's delay; without
     it each browser keeps its own default, and without a browser mix every client waits 3 s.
     """
-    pop = scenario.population
+    cpp = scenario.population.clients_per_player
+    n_clients = n_players * cpp
     mix = scenario.clients.browsers
     if mix is None:
-        browser = np.full(pop.n_clients, -1, np.int8)
-        default = np.full(pop.n_clients, DEFAULT_RETRY_S)
+        browser = np.full(n_clients, -1, np.int8)
+        default = np.full(n_clients, DEFAULT_RETRY_S)
     else:
         shares = np.array([mix.get(b, 0.0) for b in BROWSERS])
-        per_player = stream_rng(seed, "browsers").choice(len(BROWSERS), pop.n_players, p=shares / shares.sum())
-        browser = np.repeat(per_player, pop.clients_per_player).astype(np.int8)
+        per_player = chunk_rng(seed, "browsers", chunk).choice(len(BROWSERS), n_players, p=shares / shares.sum())
+        browser = np.repeat(per_player, cpp).astype(np.int8)
         default = np.array([BROWSER_RETRY_S[b] for b in BROWSERS])[browser]
     retry_ms = scenario.delivery.retry_ms
-    retry = np.full(pop.n_clients, retry_ms / 1000.0) if retry_ms is not None else default
+    retry = np.full(n_clients, retry_ms / 1000.0) if retry_ms is not None else default
     return browser, retry.astype(np.float64)
 
 
@@ -476,49 +533,125 @@ def slow_client_retry_s(scenario: Scenario, w: Workload) -> np.ndarray:
     return np.full(w.n_clients, float(given)) if given is not None else w.client_retry_s
 
 
-def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0) -> Workload:
-    """Turn a scenario into the arrays of one run; the same seed always gives the same arrays."""
+@dataclass(frozen=True)
+class _Chunk:
+    """What one chunk of players contributes to a workload, numbered from its first player and client."""
+
+    published_at: np.ndarray
+    player: np.ndarray
+    type_code: np.ndarray
+    payload_bytes: np.ndarray
+    hop: np.ndarray
+    session_offsets: np.ndarray
+    connect_at: np.ndarray
+    subscribed_at: np.ndarray
+    disconnect_at: np.ndarray
+    browser: np.ndarray
+    retry_s: np.ndarray
+
+
+def _chunk(scenario: Scenario, seed: int, chunk: int, event_types: list[str], traces: list) -> _Chunk:
+    """Generate one chunk of players: its events, their hop latencies and its clients' sessions."""
+    pop = scenario.population
+    a = chunk * PLAYER_CHUNK
+    b = min(a + PLAYER_CHUNK, pop.n_players)
+    cpp = pop.clients_per_player
+    ca, cb = a * cpp, b * cpp
+    times, player, types, sizes = _publishes(scenario, seed, chunk, a, b, event_types, traces)
+    hop = scenario.redis.hop_latency.sample(chunk_rng(seed, "hop", chunk), times.size, np.float32)
+    client_node = (np.arange(ca, cb) % scenario.gateway.nodes).astype(np.int16)
+    browser, retry_s = _browsers(scenario, seed, chunk, b - a)
+    dc, ds, de = _downtime(scenario, seed, chunk, ca, client_node, retry_s)
+    off, con, dis, first = _sessions_from_downtime(cb - ca, scenario.duration_s, dc, ds, de)
+    sub_lat = scenario.redis.subscribe_latency.sample(chunk_rng(seed, "subscribe", chunk), con.size)
+    return _Chunk(
+        published_at=times,
+        player=player,
+        type_code=types,
+        payload_bytes=sizes,
+        hop=hop,
+        session_offsets=off,
+        connect_at=con,
+        subscribed_at=np.where(first, con, con + sub_lat),
+        disconnect_at=dis,
+        browser=browser,
+        retry_s=retry_s,
+    )
+
+
+def n_chunks(scenario: Scenario) -> int:
+    """How many chunks of :data:`PLAYER_CHUNK` players a scenario's population makes."""
+    return -(-scenario.population.n_players // PLAYER_CHUNK)
+
+
+def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0, *, chunks: tuple[int, int] | None = None) -> Workload:
+    """Turn a scenario into the arrays of one run; the same seed always gives the same arrays.
+
+    ``chunks=(lo, hi)`` builds only the players of chunks ``lo:hi`` (``PLAYER_CHUNK`` players
+    each), a block of the run: its players, clients, events and sessions are numbered from 0,
+    and ``player_base`` says where it starts. Every random draw is keyed by its chunk, so the
+    blocks of a run, put end to end, are the arrays of the whole run.
+    """
     scenario = as_scenario(scenario)
     seed = int(seed)
     pop = scenario.population
-    n_players = pop.n_players
-    times, player, types, sizes, event_types = _publishes(scenario, seed)
+    total = n_chunks(scenario)
+    lo, hi = (0, total) if chunks is None else (int(chunks[0]), int(chunks[1]))
+    if not 0 <= lo < hi <= total:
+        raise ValueError(f"chunks {lo}:{hi} outside the run's {total} chunks")
+    event_types, tables = _event_types(scenario)
+    traces = [
+        None if codes is None else _trace_order(pub, codes, pop.n_players, scenario.duration_s)
+        for pub, codes in zip(scenario.publishers, tables)
+    ]
+    parts = [_chunk(scenario, seed, k, event_types, traces) for k in range(lo, hi)]
+    a = lo * PLAYER_CHUNK
+    b = min(hi * PLAYER_CHUNK, pop.n_players)
+    n_players = b - a
+    cpp = pop.clients_per_player
+    if len(parts) == 1:
+        one = parts[0]
+        player, session_offsets = one.player, one.session_offsets
+    else:
+        # players and clients numbered from the block's first one, not each chunk's
+        player = np.concatenate([c.player + k * PLAYER_CHUNK for k, c in enumerate(parts)]).astype(np.int32)
+        sess_base = np.cumsum([0] + [c.connect_at.size for c in parts[:-1]])
+        session_offsets = np.concatenate(
+            [c.session_offsets[:-1] + base for c, base in zip(parts, sess_base)] + [[int(sum(c.connect_at.size for c in parts))]]
+        ).astype(np.int64)
+
+    def cat(name: str, dtype) -> np.ndarray:
+        arrays = [getattr(c, name) for c in parts]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
+
     player_offsets = np.zeros(n_players + 1, np.int64)
     np.cumsum(np.bincount(player, minlength=n_players), out=player_offsets[1:])
-    hop = scenario.redis.hop_latency.sample(stream_rng(seed, "hop"), times.size, np.float32)
-
     brand_ids = np.asarray(pop.brand_ids, dtype=np.int64)
-    player_ids = np.tile(np.arange(pop.players_per_brand, dtype=np.int64) + pop.first_player_id, brand_ids.size)
-    n_clients = pop.n_clients
-    client_node = (np.arange(n_clients) % scenario.gateway.nodes).astype(np.int16)
-
-    client_browser, client_retry_s = _browsers(scenario, seed)
-    dc, ds, de = _downtime(scenario, seed, client_node, client_retry_s)
-    off, con, dis, first = _sessions_from_downtime(n_clients, scenario.duration_s, dc, ds, de)
-    sub_lat = scenario.redis.subscribe_latency.sample(stream_rng(seed, "subscribe"), con.size)
-    subscribed = np.where(first, con, con + sub_lat)
+    player_ids = (np.arange(a, b, dtype=np.int64) % pop.players_per_brand) + pop.first_player_id
     return Workload(
         seed=seed,
         duration_s=float(scenario.duration_s),
         event_types=tuple(event_types),
-        published_at=times,
+        published_at=cat("published_at", np.float64),
         player=player,
-        event_type_code=types,
-        payload_bytes=sizes,
-        hop_latency_s=hop,
+        event_type_code=cat("type_code", np.int16),
+        payload_bytes=cat("payload_bytes", np.int32),
+        hop_latency_s=cat("hop", np.float32),
         player_offsets=player_offsets,
         brand_ids=brand_ids,
         player_ids=player_ids,
-        clients_per_player=pop.clients_per_player,
-        client_node=client_node,
+        clients_per_player=cpp,
+        client_node=(np.arange(a * cpp, b * cpp) % scenario.gateway.nodes).astype(np.int16),
         n_nodes=scenario.gateway.nodes,
-        session_offsets=off,
-        connect_at=con,
-        subscribed_at=subscribed,
-        disconnect_at=dis,
+        session_offsets=session_offsets,
+        connect_at=cat("connect_at", np.float64),
+        subscribed_at=cat("subscribed_at", np.float64),
+        disconnect_at=cat("disconnect_at", np.float64),
         scenario_name=scenario.name,
-        client_browser=client_browser,
-        client_retry_s=client_retry_s,
+        client_browser=cat("browser", np.int8),
+        client_retry_s=cat("retry_s", np.float64),
+        player_base=a,
+        players_per_brand=pop.players_per_brand,
     )
 
 
@@ -526,32 +659,34 @@ def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0) -> Wor
 SSE_FRAME_BYTES = 8
 
 
-def sample_row_times(
-    scenario: Scenario,
-    seed: int,
-    n_rows: int,
-    *,
-    workload: Workload | None = None,
-    event_id: np.ndarray | None = None,
-    client_id: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Drain time and network latency of every (event, client) row, from their own streams.
+def sample_row_times(scenario: Scenario, w: Workload, row_off: np.ndarray, event_id: np.ndarray, client_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drain time and network latency of every (event, client) row of a workload, from their own streams.
 
-    The drain is ``clients.drain_time`` (a per-event cost) plus, when
+    Rows are laid out by :func:`~sse_sim.records.row_layout` (``row_off`` per client). The
+    drain is ``clients.drain_time`` (a per-event cost) plus, when
     ``clients.bandwidth_bytes_per_s`` is set, the event's framed bytes over its client's
-    bandwidth (one draw per client); the rows' ``workload``, ``event_id`` and ``client_id`` are
-    then needed. Drawn as float32: at ten million rows generating them is a third of the run,
-    and seven significant digits of a latency are plenty.
+    bandwidth (one draw per client). Drawn per chunk of players, so a block of a run draws
+    what the whole run draws for its rows; as float32: at ten million rows generating them is
+    a third of the run, and seven significant digits of a latency are plenty.
     """
-    drain = scenario.clients.drain_time.sample(stream_rng(seed, "drain"), n_rows, np.float32)
-    net = scenario.clients.network_latency.sample(stream_rng(seed, "network"), n_rows, np.float32)
-    bandwidth = scenario.clients.bandwidth_bytes_per_s
-    if bandwidth is not None:
-        if workload is None or event_id is None or client_id is None:
-            raise ValueError("clients.bandwidth_bytes_per_s needs the rows' workload, event_id and client_id")
-        per_client = bandwidth.sample(stream_rng(seed, "bandwidth"), workload.n_clients, np.float64)
-        framed = workload.payload_bytes[event_id].astype(np.float64) + SSE_FRAME_BYTES
-        drain = (drain + framed / per_client[client_id]).astype(np.float32)
+    cl = scenario.clients
+    n_rows = int(event_id.size)
+    drain = np.empty(n_rows, np.float32)
+    net = np.empty(n_rows, np.float32)
+    bandwidth = cl.bandwidth_bytes_per_s
+    cpp = w.clients_per_player
+    first_chunk = w.player_base // PLAYER_CHUNK
+    for j in range(-(-w.n_players // PLAYER_CHUNK)):
+        ca = j * PLAYER_CHUNK * cpp
+        cb = min((j + 1) * PLAYER_CHUNK, w.n_players) * cpp
+        r0, r1 = int(row_off[ca]), int(row_off[cb])
+        k = first_chunk + j
+        drain[r0:r1] = cl.drain_time.sample(chunk_rng(w.seed, "drain", k), r1 - r0, np.float32)
+        net[r0:r1] = cl.network_latency.sample(chunk_rng(w.seed, "network", k), r1 - r0, np.float32)
+        if bandwidth is not None:
+            per_client = bandwidth.sample(chunk_rng(w.seed, "bandwidth", k), cb - ca, np.float64)
+            framed = w.payload_bytes[event_id[r0:r1]].astype(np.float64) + SSE_FRAME_BYTES
+            drain[r0:r1] = drain[r0:r1] + framed / per_client[client_id[r0:r1] - ca]
     return drain, net
 
 
@@ -564,5 +699,8 @@ __all__ = [
     "event_id_of_message_id",
     "stream_rng",
     "stream_key",
+    "chunk_rng",
+    "n_chunks",
+    "PLAYER_CHUNK",
     "STREAMS",
 ]

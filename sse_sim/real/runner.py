@@ -353,7 +353,7 @@ def run_real(
             "use duration_s or max_players to take a smaller slice"
         )
     row_off, event_id, client_id = row_layout(w.player_offsets, w.clients_per_player)
-    drain, net = sample_row_times(sc, w.seed, int(event_id.size), workload=w, event_id=event_id, client_id=client_id)
+    drain, net = sample_row_times(sc, w, row_off, event_id, client_id)
     brand_of_player = w.player_brand_ids()
     messages = [
         build_payload(

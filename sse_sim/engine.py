@@ -272,18 +272,23 @@ def run_engine(
     progress: Callable[[int], None] | None = None,
     *,
     walk: Literal["auto", "replay"] = "auto",
+    node_reads: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DeliveryRows:
     """Simulate every (event, client) delivery attempt of a workload under a scenario's gateway.
 
     ``progress``, if given, is called with the number of rows just simulated, in chunks of
     clients (for a progress bar); the result does not depend on it. ``walk="replay"`` takes the
     stream/latest walk even when every event type is under pub/sub, where it gives the same
-    rows as the plain walk (a test checks it).
+    rows as the plain walk (a test checks it). ``node_reads`` gives, per row, when the node's
+    subscriber read the event and whether Redis dropped it, for a block of a larger run whose
+    node stage ran over the whole run (:mod:`sse_sim.blocks`); without it the stage runs here.
     """
     row_off, event_id, client_id = row_layout(w.player_offsets, w.clients_per_player)
     n_rows = event_id.size
     drain, net = sample_row_times(scenario, w, row_off, event_id, client_id)
-    if scenario.redis.output_buffer is not None:
+    if node_reads is not None:
+        node_read_at, node_lost = node_reads
+    elif scenario.redis.output_buffer is not None:
         node_read_at, node_lost = node_arrivals(scenario, w, event_id, client_id)
     else:
         node_read_at = np.empty(0, np.float64)

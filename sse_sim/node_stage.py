@@ -69,13 +69,39 @@ def _node_stage(order, published_at, hop, size_bytes, reader_rate, hard, soft, s
     return read_at, lost
 
 
+def node_stage(scenario: Scenario, published_at: np.ndarray, hop: np.ndarray, size_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One node's subscriber over the events it carries, given in the run's event order.
+
+    Returns, per event, when the gateway read it (NaN if lost) and whether Redis dropped it.
+    Events published at the same instant are taken in event order.
+    """
+    ob = scenario.redis.output_buffer
+    order = np.argsort(published_at, kind="stable")
+    node_read, node_lost = _node_stage(
+        order,
+        published_at,
+        hop,
+        size_bytes,
+        float(ob.reader_rate_per_s),
+        float(ob.hard_limit_bytes),
+        float(ob.soft_limit_bytes),
+        float(ob.soft_seconds),
+        float(ob.resubscribe_s),
+        float(ob.overhead_bytes),
+    )
+    read_at = np.empty(order.size, np.float64)
+    lost = np.empty(order.size, np.bool_)
+    read_at[order] = node_read
+    lost[order] = node_lost
+    return read_at, lost
+
+
 def node_arrivals(scenario: Scenario, w: Workload, event_id: np.ndarray, client_id: np.ndarray):
     """Per (event, client) row: when its node's subscriber read the event, and whether Redis dropped it.
 
     Runs the stage once per node over the distinct events its clients receive, then maps the
     results back onto the rows (``event_id``, ``client_id``). Needs ``redis.output_buffer``.
     """
-    ob = scenario.redis.output_buffer
     read_at = np.empty(event_id.size, np.float64)
     lost = np.zeros(event_id.size, np.bool_)
     row_node = w.client_node[client_id]
@@ -84,24 +110,10 @@ def node_arrivals(scenario: Scenario, w: Workload, event_id: np.ndarray, client_
         if rows.size == 0:
             continue
         events, inverse = np.unique(event_id[rows], return_inverse=True)
-        order_local = np.argsort(w.published_at[events], kind="stable")
-        node_read, node_lost = _node_stage(
-            events[order_local],
-            w.published_at,
-            w.hop_latency_s,
-            w.payload_bytes,
-            float(ob.reader_rate_per_s),
-            float(ob.hard_limit_bytes),
-            float(ob.soft_limit_bytes),
-            float(ob.soft_seconds),
-            float(ob.resubscribe_s),
-            float(ob.overhead_bytes),
-        )
-        back = np.empty_like(order_local)
-        back[order_local] = np.arange(order_local.size)
-        read_at[rows] = node_read[back[inverse]]
-        lost[rows] = node_lost[back[inverse]]
+        node_read, node_lost = node_stage(scenario, w.published_at[events], w.hop_latency_s[events], w.payload_bytes[events])
+        read_at[rows] = node_read[inverse]
+        lost[rows] = node_lost[inverse]
     return read_at, lost
 
 
-__all__ = ["node_arrivals"]
+__all__ = ["node_arrivals", "node_stage"]

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ._version import __version__
+from .aggregates import Aggregates
+from .errors import SseSimError
 from .metrics import summarize, throughput
 from .scenario import Scenario
 from .workload import Workload
@@ -20,32 +22,67 @@ from .workload import Workload
 class SimulationResult:
     """One run: its records, and what is needed to reproduce it (seed, scenario, package version)."""
 
-    records: pd.DataFrame
+    records: pd.DataFrame | None
     scenario: Scenario
     seed: int
     backend: str = "sim"
     workload: Workload | None = field(default=None, repr=False)
     metadata: dict[str, Any] = field(default_factory=dict)
+    aggregates: Aggregates | None = field(default=None, repr=False)
+
+    def require_records(self, what: str) -> pd.DataFrame:
+        """The records, or a clear error naming what needed them when the run kept none."""
+        if self.records is None:
+            raise SseSimError(
+                f"{what} needs the run's records, and this run kept none (records=False, or a run too "
+                "large for records='auto'): run it again with records=True, or use the aggregates"
+            )
+        return self.records
 
     @property
     def duration_s(self) -> float:
         return float(self.scenario.duration_s)
 
     def summary(self) -> pd.Series:
-        """Published, delivered, loss rate by cause, latency percentiles and throughput."""
+        """Published, delivered, loss rate by cause, latency percentiles and throughput.
+
+        From the records when kept (exact percentiles), else from the aggregates (percentiles
+        within :data:`~sse_sim.aggregates.LATENCY_RELATIVE_ERROR`).
+        """
+        if self.records is None:
+            return self._aggregates("the summary").summary()
         return summarize(self.records, self.duration_s)
+
+    def _aggregates(self, what: str) -> Aggregates:
+        if self.aggregates is None:
+            raise SseSimError(f"{what} needs the run's records or aggregates, and this result has neither")
+        return self.aggregates
 
     def delivery_costs(self) -> pd.Series:
         """What the delivery design costs Redis: replay per reconnect, replay bursts, history memory, commands."""
         from .costs import delivery_costs
         from .workload import build_workload
 
+        records = self.require_records("delivery_costs()")
         w = self.workload if self.workload is not None else build_workload(self.scenario, self.seed)
-        return delivery_costs(self.records, w, self.scenario)
+        return delivery_costs(records, w, self.scenario)
 
     def throughput(self, bin_s: float = 1.0) -> pd.DataFrame:
-        """Attempts per time bin by fate, and deliveries per bin, ready to plot."""
+        """Attempts per time bin by fate, and deliveries per bin, ready to plot.
+
+        Without records, ``bin_s`` must be a whole multiple of the aggregates' bins.
+        """
+        if self.records is None:
+            return self._aggregates("throughput()").throughput(bin_s)
         return throughput(self.records, self.duration_s, bin_s)
+
+    def save_bin_s(self) -> float:
+        """The bin width of the saved throughput table: about 200 bins, a multiple of the aggregates' bins without records."""
+        want = max(self.duration_s / 200, 0.001)
+        if self.records is not None or self.aggregates is None:
+            return want
+        unit = self.aggregates.bin_s
+        return unit * max(round(want / unit), 1)
 
     def run_info(self) -> dict[str, Any]:
         """Seed, backend, package version and the full scenario: enough to reproduce this run."""
@@ -59,7 +96,7 @@ class SimulationResult:
         }
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write records (Parquet), summary and run info (JSON), and throughput (CSV) into ``out_dir``."""
+        """Write records (Parquet, when kept), summary and run info (JSON), and throughput (CSV) into ``out_dir``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
@@ -67,13 +104,16 @@ class SimulationResult:
             "summary": out / "summary.json",
             "throughput": out / "throughput.csv",
         }
-        self.records.to_parquet(paths["records"], index=False)
+        if self.records is not None:
+            self.records.to_parquet(paths["records"], index=False)
+        else:
+            del paths["records"]
         doc: dict[str, Any] = {"summary": {k: _jsonable(v) for k, v in self.summary().items()}}
-        if self.scenario.delivery.keeps_anything:
+        if self.scenario.delivery.keeps_anything and self.records is not None:
             doc["delivery_costs"] = {k: _jsonable(v) for k, v in self.delivery_costs().items()}
         doc["run"] = self.run_info()
         paths["summary"].write_text(json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n")
-        self.throughput(max(self.duration_s / 200, 0.001)).to_csv(paths["throughput"], index=False)
+        self.throughput(self.save_bin_s()).to_csv(paths["throughput"], index=False)
         return paths
 
 

@@ -3,33 +3,81 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 
-from .engine import run_engine
 from .metrics import confidence_intervals
-from .records import records_frame
 from .results import SimulationResult
 from .scenario import Scenario, as_scenario
-from .workload import build_workload
 
 
-def simulate(scenario: Scenario | str | Path | dict, seed: int = 0, *, progress: bool = False) -> SimulationResult:
-    """Run a scenario through the simulation engine; the same seed gives the same records, bit for bit.
+#: With ``records="auto"``, records are kept up to this many (event, client) attempts.
+AUTO_RECORDS_MAX_ATTEMPTS = 20_000_000
 
-    ``scenario`` is a :class:`Scenario`, a path to a YAML file, or a mapping. ``progress`` shows
-    a progress bar (tqdm; in notebooks too) over the (event, client) rows simulated.
+
+def simulate(
+    scenario: Scenario | str | Path | dict,
+    seed: int = 0,
+    *,
+    progress: bool = False,
+    records: bool | Literal["auto"] = "auto",
+    records_to: str | Path | None = None,
+    workers: int = 1,
+    client: Any = None,
+    bin_s: float | None = None,
+    block_players: int | None = None,
+) -> SimulationResult:
+    """Run a scenario through the simulation engine; the same seed gives the same result, bit for bit.
+
+    ``scenario`` is a :class:`Scenario`, a path to a YAML file, or a mapping. ``progress``
+    shows a progress bar (tqdm; in notebooks too).
+
+    Every run folds its attempts into :class:`~sse_sim.aggregates.Aggregates` (counts,
+    latency histograms, occupancy, connections per time bin of ``bin_s``; default: a power of
+    ten giving at least 300 bins). ``records``: also keep one row per attempt (True), not
+    (False), or only up to AUTO_RECORDS_MAX_ATTEMPTS expected attempts ("auto").
+    ``records_to``: write the records to this Parquet file block by block as the run goes
+    (memory stays bounded), whether or not they are kept.
+
+    Large runs are cut into blocks of players (``block_players``, default about four million
+    attempts each) and spread over ``workers`` local processes or a Dask ``client``
+    (``dask.distributed.Client``); the result does not depend on either.
     """
+    from .blocks import block_plan, block_task, expected_attempts, run_blocks
+
     sc = as_scenario(scenario)
-    w = build_workload(sc, seed)
+    seed = int(seed)
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    if records == "auto":
+        keep = expected_attempts(sc) <= AUTO_RECORDS_MAX_ATTEMPTS
+    elif isinstance(records, bool):
+        keep = records
+    else:
+        raise ValueError(f"records must be True, False or 'auto', got {records!r}")
+    plan = block_plan(sc, block_players)
+    one_piece = len(plan) == 1 and workers == 1 and client is None and records_to is None
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        with tqdm(total=w.n_events * w.clients_per_player, desc=sc.name, unit="row", unit_scale=True) as bar:
-            out = run_engine(sc, w, bar.update)
-    else:
-        out = run_engine(sc, w)
-    return SimulationResult(records_frame(w, out), sc, int(seed), "sim", w)
+        # in one piece the engine counts (event, client) rows as it walks; in blocks, events per block
+        bar = tqdm(desc=sc.name, unit="row" if one_piece else "event", unit_scale=True)
+    try:
+        if one_piece:
+            res = block_task(sc, seed, 0, plan[0][1], keep, bin_s, None, keep_workload=True,
+                             progress=None if bar is None else bar.update)
+            return SimulationResult(res.records, sc, seed, "sim", res.workload, aggregates=res.aggregates,
+                                    metadata={"blocks": 1, "workers": 1})
+        agg, recs, info = run_blocks(
+            sc, seed, keep_records=keep, records_to=records_to, workers=workers, client=client, bin_s=bin_s,
+            block_players=block_players, progress=None if bar is None else bar.update,
+        )
+        return SimulationResult(recs, sc, seed, "sim", None, aggregates=agg, metadata=info)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def replicate(
@@ -58,4 +106,4 @@ def replicate(
     return per_seed, confidence_intervals(per_seed, level)
 
 
-__all__ = ["simulate", "replicate", "SimulationResult"]
+__all__ = ["simulate", "replicate", "SimulationResult", "AUTO_RECORDS_MAX_ATTEMPTS"]

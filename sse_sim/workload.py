@@ -550,15 +550,42 @@ class _Chunk:
     retry_s: np.ndarray
 
 
-def _chunk(scenario: Scenario, seed: int, chunk: int, event_types: list[str], traces: list) -> _Chunk:
+@dataclass(frozen=True)
+class RunTables:
+    """What every chunk of a run shares: the event types and each trace publisher's sorted rows."""
+
+    event_types: list[str]
+    traces: list
+
+
+def run_tables(scenario: Scenario) -> RunTables:
+    """Work out once per run what each chunk's generation reads: event type codes, sorted traces."""
+    event_types, tables = _event_types(scenario)
+    traces = [
+        None if codes is None else _trace_order(pub, codes, scenario.population.n_players, scenario.duration_s)
+        for pub, codes in zip(scenario.publishers, tables, strict=True)
+    ]
+    return RunTables(event_types, traces)
+
+
+def chunk_events(scenario: Scenario, seed: int, chunk: int, tables: RunTables):
+    """One chunk's events only: publish times, players (from the chunk's first), types, sizes, hop latencies."""
+    pop = scenario.population
+    a = chunk * PLAYER_CHUNK
+    b = min(a + PLAYER_CHUNK, pop.n_players)
+    times, player, types, sizes = _publishes(scenario, seed, chunk, a, b, tables.event_types, tables.traces)
+    hop = scenario.redis.hop_latency.sample(chunk_rng(seed, "hop", chunk), times.size, np.float32)
+    return times, player, types, sizes, hop
+
+
+def _chunk(scenario: Scenario, seed: int, chunk: int, tables: RunTables) -> _Chunk:
     """Generate one chunk of players: its events, their hop latencies and its clients' sessions."""
     pop = scenario.population
     a = chunk * PLAYER_CHUNK
     b = min(a + PLAYER_CHUNK, pop.n_players)
     cpp = pop.clients_per_player
     ca, cb = a * cpp, b * cpp
-    times, player, types, sizes = _publishes(scenario, seed, chunk, a, b, event_types, traces)
-    hop = scenario.redis.hop_latency.sample(chunk_rng(seed, "hop", chunk), times.size, np.float32)
+    times, player, types, sizes, hop = chunk_events(scenario, seed, chunk, tables)
     client_node = (np.arange(ca, cb) % scenario.gateway.nodes).astype(np.int16)
     browser, retry_s = _browsers(scenario, seed, chunk, b - a)
     dc, ds, de = _downtime(scenario, seed, chunk, ca, client_node, retry_s)
@@ -599,12 +626,8 @@ def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0, *, chu
     lo, hi = (0, total) if chunks is None else (int(chunks[0]), int(chunks[1]))
     if not 0 <= lo < hi <= total:
         raise ValueError(f"chunks {lo}:{hi} outside the run's {total} chunks")
-    event_types, tables = _event_types(scenario)
-    traces = [
-        None if codes is None else _trace_order(pub, codes, pop.n_players, scenario.duration_s)
-        for pub, codes in zip(scenario.publishers, tables)
-    ]
-    parts = [_chunk(scenario, seed, k, event_types, traces) for k in range(lo, hi)]
+    tables = run_tables(scenario)
+    parts = [_chunk(scenario, seed, k, tables) for k in range(lo, hi)]
     a = lo * PLAYER_CHUNK
     b = min(hi * PLAYER_CHUNK, pop.n_players)
     n_players = b - a
@@ -631,7 +654,7 @@ def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0, *, chu
     return Workload(
         seed=seed,
         duration_s=float(scenario.duration_s),
-        event_types=tuple(event_types),
+        event_types=tuple(tables.event_types),
         published_at=cat("published_at", np.float64),
         player=player,
         event_type_code=cat("type_code", np.int16),

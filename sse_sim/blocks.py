@@ -227,6 +227,17 @@ def globalize(records: pd.DataFrame, event_base: int, client_base: int, session_
 # Where the tasks run
 
 
+def process_context(preload: Sequence[str]) -> Any:
+    """The way local worker processes start: forked from a server that has imported ``preload`` (numba, pandas) once."""
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(list(preload))
+        return ctx
+    return mp.get_context("spawn")  # pragma: no cover - Windows
+
+
 @contextmanager
 def task_runner(workers: int = 1, client: Any = None) -> Iterator[Callable[..., Iterator[tuple[int, Any]]]]:
     """A function mapping a task over argument tuples, yielding (index, result) as each finishes.
@@ -249,9 +260,7 @@ def task_runner(workers: int = 1, client: Any = None) -> Iterator[Callable[..., 
     else:
         from concurrent.futures import as_completed as done
 
-        from .sweep import _context
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=process_context(["sse_sim.blocks"])) as pool:
 
             def run_local(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
                 futs = {pool.submit(fn, *a): i for i, a in enumerate(args)}
@@ -340,4 +349,4 @@ def n_blocks(sc: Scenario, block_players: int | None = None) -> int:
     return len(block_plan(sc, block_players))
 
 
-__all__ = ["run_blocks", "block_plan", "expected_attempts", "expected_events_per_player", "NodeReads", "BLOCK_ROWS", "n_blocks"]
+__all__ = ["run_blocks", "process_context", "task_runner", "block_plan", "expected_attempts", "expected_events_per_player", "NodeReads", "BLOCK_ROWS", "n_blocks"]

@@ -64,24 +64,65 @@ def run(
     seed: SeedOpt = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for records.parquet, summary.json, throughput.csv.")] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Also write PNG figures into --out.")] = True,
+    records: Annotated[
+        bool | None,
+        typer.Option(
+            "--records/--no-records",
+            help="Keep one row per attempt (records.parquet, written block by block) or only the aggregates. "
+            "Default: records up to 20 M attempts.",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Local worker processes the run's blocks are spread over.")] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Dask scheduler address (tcp://host:8786): run the blocks on that cluster.")
+    ] = None,
 ) -> None:
     """Run a scenario through the simulator, print its summary, and write its outputs."""
     from .metrics import format_summary
-    from .simulation import simulate
+    from .simulation import AUTO_RECORDS_MAX_ATTEMPTS, simulate
 
     sc = _load(scenario)
-    result = simulate(sc, seed=seed, progress=True)
+    from .blocks import expected_attempts
+
+    small = expected_attempts(sc) <= AUTO_RECORDS_MAX_ATTEMPTS
+    keep = small if records is None else records
+    client = _dask_client(scheduler) if scheduler else None
+    try:
+        # records of a large run go to Parquet block by block as it runs: memory stays bounded
+        records_to = None
+        if out is not None and keep and not small:
+            out.mkdir(parents=True, exist_ok=True)
+            records_to = out / "records.parquet"
+        result = simulate(
+            sc, seed=seed, progress=True, records=keep and small, records_to=records_to, workers=workers, client=client
+        )
+    finally:
+        if client is not None:
+            client.close()
     typer.echo(format_summary(result.summary(), f"{sc.name} (seed {seed}, backend sim)"))
-    if sc.delivery.keeps_anything:
+    if sc.delivery.keeps_anything and result.records is not None:
         from .costs import DELIVERY_COSTS
 
         typer.echo(format_summary(result.delivery_costs(), "delivery costs", DELIVERY_COSTS))
     if out is not None:
         paths = result.save(out)
+        if records_to is not None:
+            paths = {"records": records_to, **paths}
         if plots:
             paths.update(_write_plots(result, out))
         for name, path in paths.items():
             typer.echo(f"wrote {name}: {path}")
+
+
+def _dask_client(address: str):  # type: ignore[no-untyped-def]
+    """A client of the Dask scheduler at ``address``, or a one-line error if it cannot be reached."""
+    try:
+        from distributed import Client
+
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise fail(f"cannot reach the Dask scheduler at {address}: {exc}") from None
 
 
 def _write_plots(result, out: Path) -> dict[str, Path]:  # type: ignore[no-untyped-def]

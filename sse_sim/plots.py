@@ -90,8 +90,13 @@ def default_bin_s(duration_s: float, bins: int = 150) -> float:
     return float(10 ** (exp + 1))  # pragma: no cover
 
 
-def _records(obj: SimulationResult | pd.DataFrame) -> pd.DataFrame:
-    return obj if isinstance(obj, pd.DataFrame) else obj.records
+def _bin_s(result: SimulationResult, bin_s: float | None) -> float:
+    """The plot's bin width: as asked or a round default; without records, a whole multiple of the aggregates' bins."""
+    want = bin_s or default_bin_s(result.duration_s)
+    if result.records is None and result.aggregates is not None:
+        unit = result.aggregates.bin_s
+        return unit * max(round(want / unit), 1)
+    return want
 
 
 def _stacked_steps(ax: Axes, x_edges: np.ndarray, layers: list[tuple[str, np.ndarray, str]]) -> None:
@@ -194,7 +199,7 @@ def plot_throughput(
     ``fig.axes[1]``; with ``ax`` and no ``loss_ax`` the loss share goes on a right-hand twin
     axis of ``ax`` (``fig.axes[-1]``). Returns the figure and the top axes.
     """
-    bin_s = bin_s or default_bin_s(result.duration_s)
+    bin_s = _bin_s(result, bin_s)
     tp = result.throughput(bin_s)
     if ax is None:
         fig, (ax, loss_ax) = _subplots(2, 1, figsize=(8.0, 5.6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
@@ -264,7 +269,7 @@ def plot_latency_cdf(
     ax: Axes | None = None,
 ) -> tuple[Figure, Axes]:
     """The share of deliveries within each latency, one line per group of ``by``, with the 100 ms line."""
-    cdf = analysis.latency_cdf(_records(result), by=by)
+    cdf = analysis.latency_cdf(result, by=by) if isinstance(result, pd.DataFrame) else result.latency_cdf(by=by)
     fig, ax = _figure_for(ax)
     for name, g in cdf.groupby("group", sort=False):
         ax.step(g["latency_s"].to_numpy() * 1000, g["fraction"].to_numpy(), where="post", label=str(name))
@@ -290,8 +295,8 @@ def plot_latency_over_time(
     result: SimulationResult, bin_s: float | None = None, *, slo_s: float = 0.1, ax: Axes | None = None
 ) -> tuple[Figure, Axes]:
     """Latency p50, p95 and p99 of the events published in each bin, with the 100 ms line."""
-    bin_s = bin_s or default_bin_s(result.duration_s)
-    lt = analysis.latency_percentiles_over_time(result.records, bin_s, duration_s=result.duration_s)
+    bin_s = _bin_s(result, bin_s)
+    lt = result.latency_over_time(bin_s)
     fig, ax = _figure_for(ax)
     x = lt["bin_start_at"].to_numpy() + bin_s / 2
     for col, label in (("latency_p50_s", "p50"), ("latency_p95_s", "p95"), ("latency_p99_s", "p99")):
@@ -325,10 +330,9 @@ def plot_buffer_occupancy(
     mean held per connected connection, on a log axis so that an idle mean, a burst of a few
     events and K all show. Zeros are drawn at a floor line labelled "0".
     """
-    bin_s = bin_s or default_bin_s(result.duration_s)
-    occ = analysis.occupancy_by_connection(
-        result.records, bin_s, workload=result.workload, duration_s=result.duration_s, client_id=client_id
-    )
+    bin_s = _bin_s(result, bin_s)
+    occ = result.occupancy_by_connection(bin_s, client_id=client_id)
+    bin_s = float(occ["bin_s"].iloc[0]) if len(occ) else bin_s
     sc = result.scenario
     k = capacity_k(sc.gateway.buffer_size, sc.clients.socket_buffer_events)
     fig, ax = _figure_for(ax, figsize=(8.5, 4.2))
@@ -366,28 +370,9 @@ def plot_buffer_occupancy(
     return fig, ax
 
 
-def plot_disconnects(
-    result: SimulationResult, bin_s: float | None = None, *, max_clients: int = 30, axes: Any = None
-) -> tuple[Figure, np.ndarray]:
-    """Disconnect windows: offline windows per client, clients offline and reconnects, and the events lost.
-
-    Three panels sharing the time axis: (0) a timeline of offline windows for up to
-    ``max_clients`` clients (those offline longest), (1) clients without an active subscription
-    and reconnects counted per bin (a reconnect storm is a spike), (2) delivery attempts lost
-    to disconnect causes, counted per bin. Counts, not rates: 1,000 clients reconnecting in one
-    instant are 1,000 reconnects in their bin, not "200 per second" over a 5 s bin.
-    """
-    if result.workload is None:
-        raise ValueError("plot_disconnects needs the run's workload (its connection sessions); this result has none")
-    bin_s = bin_s or default_bin_s(result.duration_s)
-    w = result.workload
-    if axes is None:
-        fig, axes = _subplots(3, 1, figsize=(8.0, 8.0), sharex=True)
-    else:
-        fig = axes[0].get_figure()
-    ax_win, ax_off, ax_loss = axes
-    dur = result.duration_s
-    # (0) timeline of windows; the sub-second gap before a first subscription is left out here
+def _offline_timeline(ax_win: Axes, w: Any, dur: float, max_clients: int) -> None:
+    """Panel (0) with the run's sessions: a timeline of offline windows of the clients offline longest."""
+    # the sub-second gap before a first subscription is left out here
     win = analysis.offline_windows(w)
     win = win[win["offline_at"] > 0]
     longest = win.groupby("client_id")["offline_s"].sum().sort_values(ascending=False).index[:max_clients]
@@ -403,8 +388,51 @@ def plot_disconnects(
     ax_win.set_title(f"offline windows ({len(shown)} of {win['client_id'].nunique()} clients that went offline)")
     if not shown:
         ax_win.text(0.5, 0.5, "no client went offline", transform=ax_win.transAxes, ha="center")
+
+
+def _worst_clients(ax: Axes, worst: pd.DataFrame, max_clients: int) -> None:
+    """Panel (0) from the aggregates alone: the clients that lost most, and how much of what they were sent."""
+    worst = worst.head(max_clients)
+    if worst.empty:
+        ax.text(0.5, 0.5, "no client lost anything", transform=ax.transAxes, ha="center")
+        ax.set_title("clients that lost most")
+        return
+    y = np.arange(len(worst))
+    ax.barh(y, worst["loss_rate"].to_numpy() * 100, color=OUTCOME_COLORS["lost_disconnected"])
+    ax.set_yticks(y, [str(c) for c in worst["client_id"]] if len(worst) <= 15 else [""] * len(worst))
+    ax.invert_yaxis()
+    ax.set_xlabel("lost, % of the client's attempts")
+    ax.set_ylabel("client")
+    ax.set_title(f"the {len(worst)} clients that lost most (every cause)")
+
+
+def plot_disconnects(
+    result: SimulationResult, bin_s: float | None = None, *, max_clients: int = 30, axes: Any = None
+) -> tuple[Figure, np.ndarray]:
+    """Disconnect windows: offline windows per client, clients offline and reconnects, and the events lost.
+
+    Three panels sharing the time axis: (0) a timeline of offline windows for up to
+    ``max_clients`` clients (those offline longest), (1) clients without an active subscription
+    and reconnects counted per bin (a reconnect storm is a spike), (2) delivery attempts lost
+    to disconnect causes, counted per bin. Counts, not rates: 1,000 clients reconnecting in one
+    instant are 1,000 reconnects in their bin, not "200 per second" over a 5 s bin.
+    """
+    if result.workload is None and result.aggregates is None:
+        raise ValueError("plot_disconnects needs the run's workload (its connection sessions) or its aggregates; this result has neither")
+    bin_s = _bin_s(result, bin_s)
+    w = result.workload
+    if axes is None:
+        fig, axes = _subplots(3, 1, figsize=(8.0, 8.0), sharex=w is not None)
+    else:
+        fig = axes[0].get_figure()
+    ax_win, ax_off, ax_loss = axes
+    dur = result.duration_s
+    if w is None:
+        _worst_clients(ax_win, result.worst_clients(), max_clients)
+    else:
+        _offline_timeline(ax_win, w, dur, max_clients)
     # (1) clients offline and reconnects
-    dt = analysis.disconnects_over_time(w, bin_s)
+    dt = result.disconnects_over_time(bin_s)
     x = _edges(dt)
     off = dt["offline_mean"].to_numpy()
     ax_off.fill_between(x, np.append(off, off[-1]), step="post", color="#8c8c8c", alpha=0.5, linewidth=0, label="clients offline")
@@ -415,6 +443,7 @@ def plot_disconnects(
     ax_rc.step(x, np.append(rc, rc[-1]), where="post", color="#1f77b4", label=f"reconnects {per_bin}")
     ax_rc.set_ylabel(f"reconnects {per_bin}")
     ax_off.set_ylim(bottom=0)
+    ax_off.set_xlim(0, dur)
     ax_rc.set_ylim(bottom=0)
     handles = ax_off.get_legend_handles_labels()[0] + ax_rc.get_legend_handles_labels()[0]
     ax_off.legend(handles, [str(h.get_label()) for h in handles], loc="upper right", fontsize="small")
@@ -596,6 +625,9 @@ def save_standard_figures(result: SimulationResult, out_dir: str | Path, *, dpi:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if result.aggregates is not None:
+        # drawn from the aggregates: a second or so each whatever the run's size
+        result = result.aggregates_only()
     makers = {
         "throughput": lambda: plot_throughput(result),
         "latency_cdf": lambda: plot_latency_cdf(result),
@@ -606,7 +638,7 @@ def save_standard_figures(result: SimulationResult, out_dir: str | Path, *, dpi:
     paths: dict[str, Path] = {}
     with detached():
         for name in STANDARD_FIGURES:
-            if name == "disconnects" and result.workload is None:
+            if name == "disconnects" and result.workload is None and result.aggregates is None:
                 continue
             fig, _ = makers[name]()
             path = out / f"{name}.png"

@@ -76,6 +76,55 @@ class SimulationResult:
             return self._aggregates("throughput()").throughput(bin_s)
         return throughput(self.records, self.duration_s, bin_s)
 
+    def latency_cdf(self, *, by: str | None = None) -> pd.DataFrame:
+        """The ``latency_cdf`` table: from the records when kept, else from the aggregates' histograms."""
+        from . import analysis
+
+        if self.records is None:
+            return self._aggregates("latency_cdf()").latency_cdf(by=by)
+        return analysis.latency_cdf(self.records, by=by)
+
+    def latency_over_time(self, bin_s: float = 1.0) -> pd.DataFrame:
+        """The ``latency_over_time`` table: latency percentiles of the events published in each bin."""
+        from . import analysis
+
+        if self.records is None:
+            return self._aggregates("latency_over_time()").latency_over_time(bin_s)
+        return analysis.latency_percentiles_over_time(self.records, bin_s, duration_s=self.duration_s)
+
+    def occupancy_by_connection(self, bin_s: float = 1.0, *, client_id: int | list[int] | None = None) -> pd.DataFrame:
+        """The ``occupancy_by_connection`` table; without records, at the aggregates' own bins and for all clients."""
+        from . import analysis
+
+        if self.records is None:
+            if client_id is not None:
+                raise SseSimError("occupancy of chosen clients needs the run's records: run it with records=True")
+            return self._aggregates("occupancy_by_connection()").occupancy_by_connection()
+        return analysis.occupancy_by_connection(self.records, bin_s, workload=self.workload, duration_s=self.duration_s, client_id=client_id)
+
+    def disconnects_over_time(self, bin_s: float = 1.0) -> pd.DataFrame:
+        """The ``disconnects_over_time`` table: clients offline, closes and reconnects per bin."""
+        from . import analysis
+
+        if self.workload is None:
+            return self._aggregates("disconnects_over_time()").disconnects_over_time(bin_s)
+        return analysis.disconnects_over_time(self.workload, bin_s)
+
+    def client_loss(self) -> pd.DataFrame:
+        """The ``client_loss`` table: how many clients lost what share of their attempts."""
+        return self._aggregates("client_loss()").client_loss()
+
+    def worst_clients(self) -> pd.DataFrame:
+        """The clients that lost most: client_id, node, attempts_n, lost_n, loss_rate (at most 30)."""
+        return self._aggregates("worst_clients()").worst_clients.copy()
+
+    def aggregates_only(self) -> SimulationResult:
+        """This result without its records and workload: what every figure and table reads from the aggregates alone."""
+        from dataclasses import replace
+
+        self._aggregates("aggregates_only()")
+        return replace(self, records=None, workload=None)
+
     def save_bin_s(self) -> float:
         """The bin width of the saved throughput table: about 200 bins, a multiple of the aggregates' bins without records."""
         want = max(self.duration_s / 200, 0.001)

@@ -19,7 +19,6 @@ itself is avoided because a notebook kernel has threads of its own.
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .blocks import process_context
 from .errors import SseSimError
 from .records import SUMMARY
 from .scenario import Scenario, as_scenario
@@ -126,14 +126,6 @@ def _default_workers() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
-def _context() -> Any:
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["sse_sim.sweep", "sse_sim.simulation"])
-        return ctx
-    return mp.get_context("spawn")  # pragma: no cover - Windows
-
-
 class Runner:
     """Runs (scenario, seed) tasks inline, on a reused local process pool, or on a Dask client."""
 
@@ -183,7 +175,7 @@ class Runner:
                     bar.update(1)
             else:
                 if self._pool is None:
-                    self._pool = ProcessPoolExecutor(max_workers=self.n_workers, mp_context=_context())
+                    self._pool = ProcessPoolExecutor(max_workers=self.n_workers, mp_context=process_context(["sse_sim.sweep", "sse_sim.simulation"]))
                 futs = {self._pool.submit(run_summary, sc, seed): i for i, (sc, seed) in enumerate(tasks)}
                 try:
                     for fut in as_completed(futs):

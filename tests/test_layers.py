@@ -110,7 +110,8 @@ EVENTS_MAY_USE = {"sse_sim.errors", "sse_sim.validation_errors"}
 
 def test_the_graph_reads_the_whole_package():
     assert {"sse_sim.engine", "sse_sim.records", "sse_sim.plots", "sse_sim.cli", "sse_sim.events"} <= set(MODULES)
-    assert "sse_sim.records" in _internal("sse_sim.simulation")
+    assert "sse_sim.blocks" in _internal("sse_sim.simulation")
+    assert "sse_sim.records" in _internal("sse_sim.blocks")
     assert "matplotlib.pyplot" in GRAPH["sse_sim.plots"]
     assert CORE and REAL and EVENTS
 

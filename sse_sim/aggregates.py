@@ -79,13 +79,17 @@ def _lat_bin(lat, log_min, inv_log_ratio, n):  # pragma: no cover - jitted
 
 @numba.njit(cache=True)
 def _add_interval(area_ns, full, t0, t1, bin_s, n_bins, end):  # pragma: no cover - jitted
-    """Add the overlap of [t0, t1) with each bin: whole bins counted in ``full``, the ends in nanoseconds."""
+    """Add the overlap of [t0, t1) with each bin: whole bins counted in ``full``, the ends in nanoseconds.
+
+    Here and below an instant's bin is int(t / bin_s), not t // bin_s: the division is
+    rounded, so 15.0 falls in bin 150 of 0.1 s as in bin 15 of 1 s (15.0 // 0.1 is 149).
+    """
     if t1 > end:
         t1 = end
     if not t1 > t0:
         return
-    b0 = int(t0 // bin_s)
-    b1 = int(t1 // bin_s)
+    b0 = int(t0 / bin_s)
+    b1 = int(t1 / bin_s)
     if b0 >= n_bins:
         return
     if b1 >= n_bins:
@@ -118,6 +122,12 @@ def _fold_rows(
     log_min = math.log(LATENCY_MIN_S)
     inv_log_ratio = 1.0 / math.log(LATENCY_RATIO)
     n_clients = row_off.size - 1
+    longest = 0
+    for c in range(n_clients):
+        if row_off[c + 1] - row_off[c] > longest:
+            longest = row_off[c + 1] - row_off[c]
+    arrive = np.empty(longest, np.float64)  # one connection's held rows: when they arrived
+    depart = np.empty(longest, np.float64)  # and when they left
     for c in range(n_clients):
         r0 = row_off[c]
         r1 = row_off[c + 1]
@@ -126,7 +136,7 @@ def _fold_rows(
         for r in range(r0, r1):
             e = event_id[r]
             p = published_at[e]
-            b = int(p // bin_s)
+            b = int(p / bin_s)
             if b >= n_bins:
                 b = n_bins - 1
             o = outcome[r]
@@ -146,42 +156,53 @@ def _fold_rows(
                     lat_max[b] = lat
                 if o == 0 and replayed.size > 0 and replayed[r]:
                     replayed_n[b] += 1
-                rb = int(rv // bin_s)
+                rb = int(rv / bin_s)
                 if rb < n_bins:
                     received[rb] += 1
             g = gateway_at[r]
             lv = left_at[r]
             if g == g and lv == lv and lv > g:
+                arrive[n_held] = g
+                depart[n_held] = lv
                 n_held += 1
                 _add_interval(held_ns, held_full, g, lv, bin_s, n_bins, end)
         if n_held == 0:
             continue
         # this connection's level over time: +1 at each arrival, -1 at each departure, departures
-        # first at a tie (the engine delivers what is done before it enqueues the next arrival)
-        times = np.empty(2 * n_held, np.float64)
-        deltas = np.empty(2 * n_held, np.int64)
-        j = 0
-        for r in range(r0, r1):
-            g = gateway_at[r]
-            lv = left_at[r]
-            if g == g and lv == lv and lv > g:
-                times[j] = lv
-                deltas[j] = -1
-                times[n_held + j] = g
-                deltas[n_held + j] = 1
-                j += 1
-        order = np.argsort(times, kind="mergesort")
+        # first at a tie (the engine delivers what is done before it enqueues the next arrival).
+        # Arrivals come in row order, already sorted; departures nearly so (FIFO, but an evicted
+        # or flushed event leaves out of turn), so an insertion sort is about one pass.
+        for i in range(1, n_held):
+            x = depart[i]
+            j = i - 1
+            while j >= 0 and depart[j] > x:
+                depart[j + 1] = depart[j]
+                j -= 1
+            depart[j + 1] = x
         level = 0
         cur_bin = -1
         cur_peak = 0
-        m = order.size
-        for i in range(m):
-            level += deltas[order[i]]
-            t0 = times[order[i]]
-            t1 = times[order[i + 1]] if i + 1 < m else t0
+        ia = 0
+        idp = 0
+        while ia < n_held or idp < n_held:
+            if idp >= n_held or (ia < n_held and arrive[ia] < depart[idp]):
+                t0 = arrive[ia]
+                level += 1
+                ia += 1
+            else:
+                t0 = depart[idp]
+                level -= 1
+                idp += 1
+            # the next change, arrival or departure, ends this level's segment
+            if ia < n_held and (idp >= n_held or arrive[ia] < depart[idp]):
+                t1 = arrive[ia]
+            elif idp < n_held:
+                t1 = depart[idp]
+            else:
+                t1 = t0
             if level <= 0 or not t1 > t0 or not t0 < end:
                 continue
-            b0 = int(t0 // bin_s)
+            b0 = int(t0 / bin_s)
             if b0 >= n_bins:
                 b0 = n_bins - 1
             b1 = int(math.ceil(t1 / bin_s)) - 1
@@ -219,11 +240,11 @@ def _fold_sessions(
             off = disconnect_at[s]
             sub = subscribed_at[s]
             if on > 0 and on < end:
-                connects[int(on // bin_s)] += 1
+                connects[int(on / bin_s)] += 1
             if s > session_offsets[c] and sub >= 0 and sub < end:
-                reconnects[int(sub // bin_s)] += 1
+                reconnects[int(sub / bin_s)] += 1
             if off < end:
-                disconnects[int(off // bin_s)] += 1
+                disconnects[int(off / bin_s)] += 1
             _add_interval(connected_ns, connected_full, on, off, bin_s, n_bins, end)
             _add_interval(active_ns, active_full, sub, off, bin_s, n_bins, end)
             # connected at some instant of a bin; a close exactly on an edge does not reach the
@@ -231,7 +252,7 @@ def _fold_sessions(
             if not on < end:
                 continue
             stop = off if off < end else end
-            b0 = int(on // bin_s)
+            b0 = int(on / bin_s)
             b1 = int(math.ceil(stop / bin_s)) - 1
             if b1 >= n_bins:
                 b1 = n_bins - 1
@@ -369,7 +390,7 @@ class Aggregates:
         """Add one block's rows (a workload block and what the engine made of it) to these aggregates."""
         nb = self.n_bins
         end = self.duration_s
-        pb = np.minimum((w.published_at // self.bin_s).astype(np.int64), nb - 1)
+        pb = np.minimum((w.published_at / self.bin_s).astype(np.int64), nb - 1)
         self.published += np.bincount(pb, minlength=nb)
         held_full = np.zeros(nb + 1, np.int64)
         replayed = rows.replayed if rows.replayed is not None else np.zeros(0, np.bool_)

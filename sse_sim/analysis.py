@@ -96,7 +96,7 @@ def occupancy(
         nxt = np.append(t[1:], t[-1])
         seg = (level > 0) & (nxt > t)
         t0, t1, lev = t[seg], nxt[seg], level[seg]
-        b0 = np.clip((t0 // bin_s).astype(np.int64), 0, n_bins - 1)
+        b0 = np.clip(np.floor(t0 / bin_s).astype(np.int64), 0, n_bins - 1)
         b1 = np.clip((np.ceil(t1 / bin_s) - 1).astype(np.int64), 0, n_bins - 1)
         b1 = np.maximum(b1, b0)
         inside = t0 < edges[-1]
@@ -137,7 +137,7 @@ def _client_bins_peak(
     nxt = np.append(t[1:], t[-1])
     seg = (level > 0) & (nxt > t) & (t < edges[-1])
     t0, t1, lev, c = t[seg], nxt[seg], level[seg], c[seg]
-    b0 = np.clip((t0 // bin_s).astype(np.int64), 0, n_bins - 1)
+    b0 = np.clip(np.floor(t0 / bin_s).astype(np.int64), 0, n_bins - 1)
     b1 = np.maximum(np.clip((np.ceil(t1 / bin_s) - 1).astype(np.int64), 0, n_bins - 1), b0)
     span = b1 - b0 + 1
     within = np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span)
@@ -186,7 +186,7 @@ def occupancy_by_connection(
         sc, on, off = sess_client[keep], w.connect_at[keep], np.minimum(w.disconnect_at[keep], edges[-1])
         live = (on < edges[-1]) & (off >= on)
         sc, on, off = sc[live], on[live], off[live]
-        b0 = np.clip((on // bin_s).astype(np.int64), 0, n_bins - 1)
+        b0 = np.clip(np.floor(on / bin_s).astype(np.int64), 0, n_bins - 1)
         # a connection closed exactly on a bin edge is not connected in the bin that starts there
         b1 = np.maximum(np.clip((np.ceil(off / bin_s) - 1).astype(np.int64), 0, n_bins - 1), b0)
         diff = np.zeros(n_bins + 1, np.int64)
@@ -270,7 +270,7 @@ def latency_percentiles_over_time(
     lat = records["latency_s"].to_numpy()
     pub = records["published_at"].to_numpy()
     ok = np.isfinite(lat)
-    b = np.clip((pub[ok] // bin_s).astype(np.int64), 0, n_bins - 1)
+    b = np.clip(np.floor(pub[ok] / bin_s).astype(np.int64), 0, n_bins - 1)
     counts, (p50, p95, p99, pmax) = _grouped_quantiles(b, lat[ok], n_bins, (0.5, 0.95, 0.99, 1.0))
     return pd.DataFrame(
         {
@@ -390,7 +390,7 @@ def disconnects_over_time(workload: Workload, bin_s: float = 1.0) -> pd.DataFram
 
     def count(t: np.ndarray) -> np.ndarray:
         t = t[(t >= 0) & (t < edges[-1])]
-        return np.bincount((t // bin_s).astype(np.int64), minlength=n_bins)[:n_bins].astype(np.int64)
+        return np.bincount(np.floor(t / bin_s).astype(np.int64), minlength=n_bins)[:n_bins].astype(np.int64)
 
     return pd.DataFrame(
         {

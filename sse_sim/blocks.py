@@ -19,6 +19,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ import pandas as pd
 
 from .aggregates import Aggregates, default_bin_s
 from .engine import run_engine
+from .errors import SseSimError
 from .node_stage import node_stage
 from .records import row_layout, records_frame
 from .scenario import BurstPublisher, PoissonPublisher, Scenario
@@ -264,8 +266,15 @@ def task_runner(workers: int = 1, client: Any = None) -> Iterator[Callable[..., 
 
             def run_local(fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
                 futs = {pool.submit(fn, *a): i for i, a in enumerate(args)}
-                for fut in done(futs):
-                    yield futs[fut], fut.result()
+                try:
+                    for fut in done(futs):
+                        yield futs[fut], fut.result()
+                except BrokenProcessPool:
+                    raise SseSimError(
+                        "a worker process died before finishing (out of memory, or a script that starts "
+                        "workers without `if __name__ == \"__main__\":`, since workers re-import it); "
+                        "or run with workers=1"
+                    ) from None
 
             yield run_local
 

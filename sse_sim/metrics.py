@@ -58,17 +58,21 @@ def summarize(records: pd.DataFrame, duration_s: float) -> pd.Series:
 
 
 def throughput(records: pd.DataFrame, duration_s: float, bin_s: float = 1.0) -> pd.DataFrame:
-    """Attempts per time bin by fate (binned by publish time), and deliveries by receive time."""
+    """Attempts per time bin by fate (binned by publish time), and deliveries by receive time.
+
+    An instant's bin is floor(t / bin_s) with the division rounded (15.0 s is in bin 150 of
+    0.1 s, where 15.0 // 0.1 would say 149), as in the aggregates, so that both agree.
+    """
     if bin_s <= 0:
         raise ValueError("bin_s must be positive")
     n_bins = max(int(np.ceil(duration_s / bin_s)), 1)
-    pub_bin = np.clip((records["published_at"].to_numpy() // bin_s).astype(np.int64), 0, n_bins - 1)
+    pub_bin = np.clip(np.floor(records["published_at"].to_numpy() / bin_s).astype(np.int64), 0, n_bins - 1)
     codes = records["outcome"].cat.codes.to_numpy().astype(np.int64)
     k = len(OUTCOME_LABELS)
     grid = np.bincount(pub_bin * k + codes, minlength=n_bins * k).reshape(n_bins, k)
     recv = records["received_at"].to_numpy()
     recv = recv[~np.isnan(recv)]
-    recv_bin = (recv // bin_s).astype(np.int64)
+    recv_bin = np.floor(recv / bin_s).astype(np.int64)
     recv_bin = recv_bin[recv_bin < n_bins]
     received = np.bincount(recv_bin, minlength=n_bins)
     data: dict[str, np.ndarray] = {

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -106,57 +107,110 @@ def _players_visiting(sc: Scenario, a: int, b: int, node: int) -> np.ndarray:
     return ((clients % nodes) == node).any(axis=1)
 
 
-def node_task(sc: Scenario, seed: int, node: int, scratch: str | None) -> NodeReads:
-    """Run one node's output-buffer stage over the whole run: generate its players' events, chunk by chunk."""
+def node_groups(sc: Scenario) -> list[list[int]]:
+    """Nodes grouped by the players they serve: nodes of one group carry the same events, so one stage serves them all.
+
+    Client ``c`` is on node ``c % nodes``, so which nodes a player's clients reach repeats every
+    ``nodes`` players; e.g. two clients per player over eight nodes pair the nodes up.
+    """
+    groups: dict[tuple[bool, ...], list[int]] = {}
+    for n in range(sc.gateway.nodes):
+        key = tuple(_players_visiting(sc, 0, sc.gateway.nodes, n).tolist())
+        groups.setdefault(key, []).append(n)
+    return list(groups.values())
+
+
+class _Growing:
+    """An array appended to in pieces without holding the pieces and their concatenation at once."""
+
+    def __init__(self, dtype: Any, capacity: int) -> None:
+        self.data = np.empty(max(int(capacity), 16), dtype)
+        self.n = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.n + values.size
+        if need > self.data.size:
+            bigger = np.empty(max(need, int(self.data.size * 1.25)), self.data.dtype)
+            bigger[: self.n] = self.data[: self.n]
+            self.data = bigger
+        self.data[self.n : need] = values
+        self.n = need
+
+    def take(self) -> np.ndarray:
+        out = self.data if self.n == self.data.size else self.data[: self.n].copy()
+        self.data = np.empty(0, self.data.dtype)
+        return out
+
+
+def node_task(sc: Scenario, seed: int, nodes: Sequence[int], scratch: str | None) -> list[NodeReads]:
+    """Run the output-buffer stage of a group of nodes (one stage: they carry the same events) over the whole run.
+
+    Generates the run's events chunk by chunk and keeps those of the group's players only.
+    """
+    node = nodes[0]
     tables = run_tables(sc)
     total = n_chunks(sc)
     starts = np.zeros(total + 1, np.int64)
-    parts_t, parts_hop, parts_size = [], [], []
+    # room for the expected visits and a little more, so the arrays are not copied as they grow
+    share = float(_players_visiting(sc, 0, sc.gateway.nodes, node).mean())
+    expect = expected_events_per_player(sc) * sc.population.n_players * share * 1.02
+    published, hop_s, size = _Growing(np.float64, expect), _Growing(np.float32, expect), _Growing(np.int32, expect)
     for k in range(total):
         times, player, _types, sizes, hop = chunk_events(sc, seed, k, tables)
         a = k * PLAYER_CHUNK
         b = min(a + PLAYER_CHUNK, sc.population.n_players)
         visits = _players_visiting(sc, a, b, node)[player]
-        parts_t.append(times[visits])
-        parts_hop.append(hop[visits])
-        parts_size.append(sizes[visits])
+        published.extend(times[visits])
+        hop_s.extend(hop[visits])
+        size.extend(sizes[visits])
         starts[k + 1] = starts[k] + int(visits.sum())
-    published = np.concatenate(parts_t) if parts_t else np.zeros(0)
-    del parts_t
-    hop = np.concatenate(parts_hop).astype(np.float32, copy=False) if parts_hop else np.zeros(0, np.float32)
-    size = np.concatenate(parts_size).astype(np.int32, copy=False) if parts_size else np.zeros(0, np.int32)
-    del parts_hop, parts_size
-    read_at, lost = node_stage(sc, published, hop, size)
+    read_at, lost = node_stage(sc, published.take(), hop_s.take(), size.take())
     if scratch is None:
-        return NodeReads(node, starts, read_at, lost)
+        return [NodeReads(n, starts, read_at, lost) for n in nodes]
     path = str(Path(scratch) / f"node{node}")
     np.save(f"{path}.read.npy", read_at)
     np.save(f"{path}.lost.npy", lost)
-    return NodeReads(node, starts, path=path)
+    return [NodeReads(n, starts, path=path) for n in nodes]
+
+
+@numba.njit(cache=True)
+def _gather_reads(event_id, client_id, player_offsets, cpp, client_node, first, read_all, lost_all):  # pragma: no cover
+    """Per row, its visit's read instant and loss: visit = the node's first visit of the player + the event's rank."""
+    n = event_id.size
+    read_at = np.empty(n, np.float64)
+    lost = np.empty(n, np.bool_)
+    for r in range(n):
+        c = client_id[r]
+        p = c // cpp
+        i = first[client_node[c], p] + event_id[r] - player_offsets[p]
+        read_at[r] = read_all[i]
+        lost[r] = lost_all[i]
+    return read_at, lost
 
 
 def _block_node_reads(sc: Scenario, w: Any, lo: int, hi: int, event_id: np.ndarray, client_id: np.ndarray, nodes: Sequence[NodeReads]):
     """Per row of a block, when its node's subscriber read the event and whether Redis dropped it."""
-    cpp = w.clients_per_player
-    read_at = np.empty(event_id.size, np.float64)
-    lost = np.zeros(event_id.size, np.bool_)
-    row_player = client_id // cpp
-    row_node = w.client_node[client_id]
     a = lo * PLAYER_CHUNK
     counts = np.diff(w.player_offsets)
-    for nr in nodes:
-        rows = np.flatnonzero(row_node == nr.node)
-        if rows.size == 0:
-            continue
+    first = np.zeros((len(nodes), w.n_players), np.int64)
+    reads, losts = [], []
+    bases: dict[Any, int] = {}  # nodes of a group share one stage: read its slice once
+    size = 0
+    for nr in sorted(nodes, key=lambda x: x.node):
         visits = _players_visiting(sc, a, a + w.n_players, nr.node)
+        key = nr.path if nr.path is not None else id(nr.read_at)
+        if key not in bases:
+            node_read, node_lost = nr.slice(lo, hi)
+            reads.append(node_read)
+            losts.append(node_lost)
+            bases[key] = size
+            size += node_read.size
         # a visiting player's events follow those of the block's earlier visiting players
-        first = np.concatenate(([0], np.cumsum(counts * visits)[:-1]))
-        p = row_player[rows]
-        idx = first[p] + (event_id[rows] - w.player_offsets[p])
-        node_read, node_lost = nr.slice(lo, hi)
-        read_at[rows] = node_read[idx]
-        lost[rows] = node_lost[idx]
-    return read_at, lost
+        first[nr.node] = bases[key] + np.concatenate(([0], np.cumsum(counts * visits)[:-1]))
+    return _gather_reads(
+        event_id, client_id.astype(np.int64), w.player_offsets, int(w.clients_per_player),
+        w.client_node.astype(np.int64), first, np.concatenate(reads), np.concatenate(losts),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,7 +359,7 @@ def run_blocks(
         nodes: list[NodeReads] | None = None
         if sc.redis.output_buffer is not None:
             where = None if (workers <= 1 and client is None) else scratch
-            found = dict(run(node_task, [(sc, seed, n, where) for n in range(sc.gateway.nodes)]))
+            found = {nr.node: nr for _, group in run(node_task, [(sc, seed, g, where) for g in node_groups(sc)]) for nr in group}
             nodes = [found[n] for n in range(sc.gateway.nodes)]
         tasks = [(sc, seed, lo, hi, want_rows, agg.bin_s, nodes) for lo, hi in plan]
         kept: list[pd.DataFrame] = []

@@ -123,6 +123,20 @@ COMPARISON: tuple[Column, ...] = (
     Column("within", "bool", "", "|diff| <= tolerance (a NaN on one side only is not within; NaN on both is)."),
 )
 
+CLIENT_LOSS: tuple[Column, ...] = (
+    Column("loss_rate_low", "float64", "fraction", "Lower bound of the bin of per-client loss rate (exclusive; the first bin is exactly 0)."),
+    Column("loss_rate_high", "float64", "fraction", "Upper bound of the bin (inclusive); 1000 equal bins of (0, 1]."),
+    Column("clients_n", "int64", "clients", "Clients whose share of attempts lost, all causes, falls in the bin."),
+)
+
+WORST_CLIENTS: tuple[Column, ...] = (
+    Column("client_id", "int64", "", "Client (a player's tab or device), numbered as in records."),
+    Column("node", "int16", "", "Gateway node serving the client."),
+    Column("attempts_n", "int64", "rows", "Delivery attempts to the client."),
+    Column("lost_n", "int64", "rows", "Attempts lost, all causes; the 30 clients that lost most, most first (ties: lower client_id)."),
+    Column("loss_rate", "float64", "fraction", "lost_n / attempts_n."),
+)
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "records": RECORDS,
     "summary": SUMMARY,
@@ -135,6 +149,8 @@ TABLES: dict[str, tuple[Column, ...]] = {
     "latency_cdf": LATENCY_CDF,
     "offline_windows": OFFLINE_WINDOWS,
     "disconnects_over_time": DISCONNECTS_OVER_TIME,
+    "client_loss": CLIENT_LOSS,
+    "worst_clients": WORST_CLIENTS,
     "sizing": SIZING,
     "history_sizing": HISTORY_SIZING,
     "sweep": SWEEP,
@@ -182,6 +198,8 @@ __all__ = [
     "LATENCY_CDF",
     "OFFLINE_WINDOWS",
     "DISCONNECTS_OVER_TIME",
+    "CLIENT_LOSS",
+    "WORST_CLIENTS",
     "SIZING",
     "SWEEP",
     "COMPARISON",

@@ -10,6 +10,7 @@ from sse_sim import analysis
 from sse_sim.aggregates import LATENCY_RELATIVE_ERROR, Aggregates
 from sse_sim.metrics import throughput
 from sse_sim.simulation import simulate
+from sse_sim.tables import check_frame
 from sse_sim.workload import PLAYER_CHUNK
 
 from pathlib import Path
@@ -94,6 +95,11 @@ def test_aggregates_agree_with_records(name: str, scenarios_dir) -> None:
     for a, e in zip(mine_lt["latency_p99_s"].dropna(), lt["latency_p99_s"].dropna(), strict=True):
         assert _within(a, e)
     # per-client loss: the histogram counts every client once, the worst client is the records' worst
+    check_frame(r.client_loss(), "client_loss")
+    check_frame(r.worst_clients(), "worst_clients")
+    for table, frame in (("throughput", agg.throughput()), ("latency_over_time", mine_lt), ("occupancy", agg.occupancy()),
+                         ("occupancy_by_connection", mine), ("disconnects_over_time", mine_dt), ("latency_cdf", agg.latency_cdf())):
+        check_frame(frame, table)
     assert agg.client_loss()["clients_n"].sum() == r.workload.n_clients
     lost = rec.assign(lost=~rec["outcome"].isin(["delivered", "superseded"])).groupby("client_id")["lost"].sum()
     if lost.max() > 0:

@@ -5,9 +5,11 @@ measured in the same process, their ratio, and the peak memory of a 10 M-event r
 a fresh child process. Machines here are shared and noisy: compare ratios, not seconds.
 
 ``--engine-only`` times the engine alone (``run_engine`` on a workload built beforehand) on
-bench_10m and mm1k, against the SimPy model run on a share of the same scenario (players for
-bench_10m, duration for mm1k), to check a change to the engine without the noise of workload
-generation and building the records.
+bench_10m and mm1k, to check a change to the engine without the noise of workload generation
+and building the records. Beside it, in the same process and interleaved with it, a plain
+compiled M/M/1/K loop (one queue, K = 51, numpy's exponential draws included) on as many
+arrivals: the ratio of the two is the figure to compare between runs. The SimPy model runs on a
+share of the same scenario (players for bench_10m, duration for mm1k).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numba
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -100,17 +105,63 @@ def measure(repeats: int, simpy_fraction: float) -> dict[str, float]:
     }
 
 
+@numba.njit(cache=True)
+def _mm1k_loop(interarrival, service, k):  # pragma: no cover - jitted
+    """One M/M/1/K queue, FIFO: departure instants of the admitted in a ring of ``k``; returns how many were blocked."""
+    dep = np.empty(k, np.float64)
+    head = 0
+    n = 0
+    t = 0.0
+    last = 0.0
+    blocked = 0
+    for i in range(interarrival.size):
+        t += interarrival[i]
+        while n > 0 and dep[head] <= t:
+            head = head + 1 if head + 1 < k else 0
+            n -= 1
+        if n == k:
+            blocked += 1
+            continue
+        last = (t if t > last else last) + service[i]
+        slot = head + n
+        dep[slot if slot < k else slot - k] = last
+        n += 1
+    return blocked
+
+
+def mm1k_reference(n: int, seed: int, rho: float = 0.9, k: int = 51) -> int:
+    """The reference: ``n`` arrivals through a plain compiled M/M/1/K loop, exponential draws by numpy included."""
+    rng = np.random.default_rng(seed)
+    interarrival = rng.standard_exponential(n)
+    interarrival *= 1.0 / rho
+    service = rng.standard_exponential(n)
+    return _mm1k_loop(interarrival, service, k)
+
+
 def engine_only(path: Path, repeats: int, simpy_overrides: dict) -> dict[str, float]:
-    """Best-of-``repeats`` rates of ``run_engine`` alone and of the SimPy walk on a smaller workload."""
+    """Best-of-``repeats`` rates of ``run_engine`` alone, of the M/M/1/K reference loop and of the SimPy walk.
+
+    The engine and the reference alternate, so each repeat gives a ratio measured under the
+    same load; ``ratio_lo``, ``ratio_median`` and ``ratio_hi`` summarise those ratios.
+    """
     sc = load_scenario(path)
     # compile / load the numba cache
     run_engine(sc, build_workload(sc.with_overrides({"duration_s": 1.0}), 0))
+    mm1k_reference(1000, 0)
     w = build_workload(sc, 0)
+    # one untimed round at full size: the first run pays for growing the process's memory
+    run_engine(sc, w)
+    mm1k_reference(w.n_events, repeats)
     times = []
-    for _ in range(repeats):
+    ref_times = []
+    for i in range(repeats):
         t0 = time.perf_counter()
         run_engine(sc, w)
         times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        mm1k_reference(w.n_events, i)
+        ref_times.append(time.perf_counter() - t0)
+    ratios = [r / t for t, r in zip(times, ref_times, strict=True)]
     small = sc.with_overrides(simpy_overrides)
     ws = build_workload(small, 0)
     simpy_times = []
@@ -124,6 +175,11 @@ def engine_only(path: Path, repeats: int, simpy_overrides: dict) -> dict[str, fl
         "events": w.n_events,
         "seconds": min(times),
         "rate": rate,
+        "ref_rate": w.n_events / min(ref_times),
+        "ratio": rate / (w.n_events / min(ref_times)),
+        "ratio_lo": min(ratios),
+        "ratio_median": float(np.median(ratios)),
+        "ratio_hi": max(ratios),
         "simpy_events": ws.n_events,
         "simpy_seconds": min(simpy_times),
         "simpy_rate": simpy_rate,
@@ -131,18 +187,20 @@ def engine_only(path: Path, repeats: int, simpy_overrides: dict) -> dict[str, fl
 
 
 def report_engine_only(repeats: int, simpy_fraction: float) -> None:
-    """Print the engine-only rates of bench_10m and mm1k and their ratios against SimPy."""
+    """Print the engine-only rates of bench_10m and mm1k beside the M/M/1/K loop and SimPy, with the ratios."""
     cases = [
         (SCENARIO, {"population.players_per_brand": max(int(5000 * simpy_fraction), 1)}),
         (MM1K, {"duration_s": 20000 * simpy_fraction}),
     ]
-    print("engine only (run_engine on a prebuilt workload), one core:")
+    print(f"engine only (run_engine on a prebuilt workload), one core, best of {repeats}:")
     for path, simpy_overrides in cases:
         m = engine_only(path, repeats, simpy_overrides)
         print(
-            f"  {path.stem:<10} run_engine {m['rate'] / 1e6:8.2f} M events/s ({m['events']:,.0f} in "
-            f"{m['seconds']:.3f} s)   SimPy walk {m['simpy_rate'] / 1e6:6.3f} M events/s   "
-            f"ratio {m['rate'] / m['simpy_rate']:6.0f} x"
+            f"  {path.stem:<10} run_engine {m['rate'] / 1e6:6.2f} M events/s ({m['events']:,.0f} in "
+            f"{m['seconds']:.3f} s)   M/M/1/K loop {m['ref_rate'] / 1e6:6.2f} M/s   "
+            f"engine / loop {m['ratio']:.2f} (each repeat: median {m['ratio_median']:.2f}, "
+            f"{m['ratio_lo']:.2f}-{m['ratio_hi']:.2f})   "
+            f"SimPy walk {m['simpy_rate'] / 1e6:6.3f} M events/s   engine / SimPy {m['rate'] / m['simpy_rate']:4.0f} x"
         )
 
 

@@ -42,11 +42,11 @@ from .walk_steps import (
     LOST_REDIS_OUTPUT_LIMIT,
     POLICY_CODES,
     advance,
-    arrival_instants,
     flush,
     overflow,
     reconnect_at,
     session_at,
+    wrap,
     writer_may_take,
 )
 from .workload import Workload, sample_row_times, slow_client_retry_s, stream_key, stream_rng
@@ -154,7 +154,14 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
         r1 = row_off[c + 1]
         if r1 == r0:
             continue
-        arrival_instants(event_id, published_at, hop, node_read_at, gateway_at, r0, r1)
+        # when rows reach the gateway is worked out one row ahead, in this loop rather than a
+        # pass of its own: the writer looks at the next row's instant (step 5)
+        p_next = published_at[event_id[r0]]
+        if use_node:
+            arr_next = node_read_at[r0]
+        else:
+            arr_next = p_next + hop[event_id[r0]]
+        prev_arr = arr_next if arr_next == arr_next else -np.inf
         s = sess_off[c]
         s_end = sess_off[c + 1]
         w_head = 0
@@ -171,8 +178,24 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
         n_cuts = 0
         run_pos = 0
         for r in range(r0, r1):
-            p = published_at[event_id[r]]
-            arr = gateway_at[r]
+            p = p_next
+            arr = arr_next
+            gateway_at[r] = arr
+            if r + 1 < r1:
+                e_next = event_id[r + 1]
+                p_next = published_at[e_next]
+                if use_node:
+                    arr_next = node_read_at[r + 1]
+                else:
+                    arr_next = p_next + hop[e_next]
+                # one TCP stream per subscriber keeps order; an event lost at the node (NaN)
+                # holds nothing back
+                if arr_next < prev_arr:
+                    arr_next = prev_arr
+                if arr_next == arr_next:
+                    prev_arr = arr_next
+            else:
+                arr_next = np.nan
             # 1. the connection holding queued events closed before this arrival: drain what
             #    finishes before the close, flush the rest.
             t_now = arr if arr == arr else p
@@ -225,11 +248,18 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
                 last_recv, drain, net, outcome, left_at, received_at,
             )
             # 5. may the writer take from the queue after this event? (reader yields)
-            same_instant = r + 1 < r1 and gateway_at[r + 1] == arr
-            can_start, run_pos = writer_may_take(same_instant, run_pos, yield_every)
+            can_start, run_pos = writer_may_take(arr_next == arr, run_pos, yield_every)
             # 6. enqueue, or apply the overflow policy
-            if n_wait < buffer_size:
-                wait[(w_head + n_wait) % buffer_size] = r
+            if can_start and n_wait == 0 and n_flight < inflight_cap:
+                # nothing queued and a free slot: the writer takes it at once (most rows)
+                slot = wrap(f_head + n_flight, inflight_cap)
+                flight[slot] = r
+                enter[slot] = arr
+                n_flight += 1
+                if n_flight == 1:
+                    head_done = arr + drain[r]
+            elif n_wait < buffer_size:
+                wait[wrap(w_head + n_wait, buffer_size)] = r
                 n_wait += 1
             else:
                 w_head, cut = overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at)
@@ -246,9 +276,9 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
             if can_start:
                 while n_flight < inflight_cap and n_wait > 0:
                     w = wait[w_head]
-                    w_head = (w_head + 1) % buffer_size
+                    w_head = wrap(w_head + 1, buffer_size)
                     n_wait -= 1
-                    slot = (f_head + n_flight) % inflight_cap
+                    slot = wrap(f_head + n_flight, inflight_cap)
                     flight[slot] = w
                     enter[slot] = arr
                     n_flight += 1

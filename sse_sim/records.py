@@ -113,28 +113,30 @@ class DeliveryRows:
     replayed: np.ndarray | None = None  # per row: sent on a reconnect, not live (None: all live)
 
 
-@numba.njit(cache=True)
-def row_layout(player_offsets, clients_per_player):  # pragma: no cover - jitted
+def row_layout(player_offsets: np.ndarray, clients_per_player: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row ranges per client and the event id and client id of each row (client-major)."""
-    n_players = player_offsets.size - 1
-    n_clients = n_players * clients_per_player
-    row_off = np.zeros(n_clients + 1, np.int64)
-    for p in range(n_players):
-        n = player_offsets[p + 1] - player_offsets[p]
-        for k in range(clients_per_player):
-            c = p * clients_per_player + k
-            row_off[c + 1] = row_off[c] + n
-    total = row_off[n_clients]
+    events_per_player = np.diff(player_offsets).astype(np.int64)
+    row_off = np.zeros(events_per_player.size * clients_per_player + 1, np.int64)
+    np.cumsum(np.repeat(events_per_player, clients_per_player), out=row_off[1:])
+    # numpy allocates the row arrays, not the compiled fill: numpy asks the kernel for huge
+    # pages, numba's allocator does not, and at 10 M rows faulting in 4 KiB pages took 4 times
+    # as long as filling them (33 ms against 8 ms for 80 MB)
+    total = int(row_off[-1])
     event_id = np.empty(total, np.int64)
     client_id = np.empty(total, np.int32)
-    for c in range(n_clients):
-        p = c // clients_per_player
-        e0 = player_offsets[p]
+    _fill_rows(player_offsets, clients_per_player, row_off, event_id, client_id)
+    return row_off, event_id, client_id
+
+
+@numba.njit(cache=True)
+def _fill_rows(player_offsets, clients_per_player, row_off, event_id, client_id):  # pragma: no cover - jitted
+    """Fill each row's event id and client id from the row ranges of :func:`row_layout`."""
+    for c in range(row_off.size - 1):
+        e0 = player_offsets[c // clients_per_player]
         r0 = row_off[c]
         for j in range(row_off[c + 1] - r0):
             event_id[r0 + j] = e0 + j
             client_id[r0 + j] = c
-    return row_off, event_id, client_id
 
 
 @numba.njit(cache=True)

@@ -39,6 +39,7 @@ from .walk_steps import (
     flush,
     overflow,
     reconnect_at,
+    wrap,
     writer_may_take,
 )
 
@@ -62,9 +63,9 @@ def _refill(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_hea
             n_rep -= 1
         else:
             w = wait[w_head]
-            w_head = (w_head + 1) % buffer_size
+            w_head = wrap(w_head + 1, buffer_size)
             n_wait -= 1
-        slot = (f_head + n_flight) % inflight_cap
+        slot = wrap(f_head + n_flight, inflight_cap)
         flight[slot] = w
         enter[slot] = t
         n_flight += 1
@@ -85,7 +86,7 @@ def _advance_replay(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wai
             rv = last_recv
         received_at[h] = rv
         last_recv = rv
-        f_head = (f_head + 1) % inflight_cap
+        f_head = wrap(f_head + 1, inflight_cap)
         n_flight -= 1
         n_flight, w_head, n_wait, p_head, n_rep = _refill(
             head_done, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep
@@ -167,7 +168,7 @@ def _conflate(r, arr, ev_type, event_id, wait, w_head, n_wait, outcome, left_at)
     """A live ``latest`` row takes the place of a pending value of its type; True if it did."""
     k = ev_type[event_id[r]]
     for i in range(n_wait):
-        slot = (w_head + i) % wait.size
+        slot = wrap(w_head + i, wait.size)
         old = wait[slot]
         if ev_type[event_id[old]] == k:
             outcome[old] = SUPERSEDED
@@ -370,7 +371,7 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
             if ev_mode[event_id[r]] == LATEST and n_wait > 0 and _conflate(r, arr, ev_type, event_id, wait, w_head, n_wait, outcome, left_at):
                 pass
             elif n_wait < buffer_size:
-                wait[(w_head + n_wait) % buffer_size] = r
+                wait[wrap(w_head + n_wait, buffer_size)] = r
                 n_wait += 1
             else:
                 w_head, cut = overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at)

@@ -31,6 +31,7 @@ from .scenario import (
     TracePublisher,
     as_scenario,
 )
+from .ziggurat import Float32Draws
 
 # Names of the random streams; a stream's seed depends on its name only, not on the order in
 # which streams are drawn, so adding a stream never perturbs the others.
@@ -694,22 +695,32 @@ def sample_row_times(scenario: Scenario, w: Workload, row_off: np.ndarray, event
     """
     cl = scenario.clients
     n_rows = int(event_id.size)
-    drain = np.empty(n_rows, np.float32)
-    net = np.empty(n_rows, np.float32)
     bandwidth = cl.bandwidth_bytes_per_s
     cpp = w.clients_per_player
     first_chunk = w.player_base // PLAYER_CHUNK
-    for j in range(-(-w.n_players // PLAYER_CHUNK)):
+    n_chunks = -(-w.n_players // PLAYER_CHUNK)
+    # one chunk (up to PLAYER_CHUNK players): its draws are the arrays, not copied
+    drain = net = np.empty(0, np.float32)
+    if n_chunks > 1:
+        drain = np.empty(n_rows, np.float32)
+        net = np.empty(n_rows, np.float32)
+    for j in range(n_chunks):
         ca = j * PLAYER_CHUNK * cpp
         cb = min((j + 1) * PLAYER_CHUNK, w.n_players) * cpp
         r0, r1 = int(row_off[ca]), int(row_off[cb])
         k = first_chunk + j
-        drain[r0:r1] = cl.drain_time.sample(chunk_rng(w.seed, "drain", k), r1 - r0, np.float32)
-        net[r0:r1] = cl.network_latency.sample(chunk_rng(w.seed, "network", k), r1 - r0, np.float32)
+        # Float32Draws: NumPy's own numbers, from a compiled ziggurat (see sse_sim.ziggurat)
+        d = cl.drain_time.sample(Float32Draws(chunk_rng(w.seed, "drain", k)), r1 - r0, np.float32)
         if bandwidth is not None:
             per_client = bandwidth.sample(chunk_rng(w.seed, "bandwidth", k), cb - ca, np.float64)
             framed = w.payload_bytes[event_id[r0:r1]].astype(np.float64) + SSE_FRAME_BYTES
-            drain[r0:r1] = drain[r0:r1] + framed / per_client[client_id[r0:r1] - ca]
+            d = (d + framed / per_client[client_id[r0:r1] - ca]).astype(np.float32)
+        n = cl.network_latency.sample(Float32Draws(chunk_rng(w.seed, "network", k)), r1 - r0, np.float32)
+        if n_chunks == 1:
+            drain, net = d, n
+        else:
+            drain[r0:r1] = d
+            net[r0:r1] = n
     return drain, net
 
 

@@ -236,3 +236,59 @@ def test_memory_without_records_does_not_grow_with_the_events() -> None:
     assert big_n > 9 * small_n
     # the same block size: the same peak, give or take the aggregates and the allocator
     assert big < small * 1.25 + 50, (small, big)
+
+
+def _cli(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "sse_sim.cli", *args], capture_output=True, text=True, env=_quiet_env())
+
+
+def _quiet_env() -> dict:
+    import os
+
+    return {**os.environ, "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
+
+
+def test_run_without_records_on_two_workers_writes_summary_and_every_figure(tmp_path) -> None:
+    import json
+
+    import yaml
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(WITH_NODE_STAGE))
+    out = tmp_path / "out"
+    done = _cli("run", str(scenario), "--no-records", "--workers", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert not (out / "records.parquet").exists()
+    assert {p.name for p in out.glob("*.png")} == {f"{n}.png" for n in ("throughput", "latency_cdf", "latency_over_time", "buffer_occupancy", "disconnects")}
+    summary = json.loads((out / "summary.json").read_text())
+    whole = simulate(WITH_NODE_STAGE, 0, records=False).summary()
+    assert summary["summary"]["attempts_n"] == whole["attempts_n"]
+    assert summary["summary"]["delivered_n"] == whole["delivered_n"]
+    assert summary["run"]["workers"] == 2
+    tp = pd.read_csv(out / "throughput.csv")
+    check_frame(tp, "throughput")
+    assert tp["published_n"].sum() == whole["attempts_n"]
+
+
+def test_run_with_records_forced_writes_them(tmp_path) -> None:
+    import yaml
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump({**BLOCKED, "duration_s": 5}))
+    done = _cli("run", str(scenario), "--records", "--no-plots", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    rec = pd.read_parquet(tmp_path / "out" / "records.parquet")
+    pd.testing.assert_frame_equal(rec, simulate({**BLOCKED, "duration_s": 5}, 0, records=True).records, check_exact=True)
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path) -> None:
+    import yaml
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump({**BLOCKED, "duration_s": 5}))
+    done = _cli("run", str(scenario), "--scheduler", "tcp://127.0.0.1:9")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "cannot reach the Dask scheduler" in done.stderr

@@ -33,10 +33,14 @@ PLATFORM = ROOT / "data" / "scenarios" / "platform_1m.yaml"
 
 
 def _cli(args: list[str]) -> None:
+    import contextlib
+    import io
+
     from sse_sim.cli import main
 
     try:
-        main(args)
+        with contextlib.redirect_stdout(io.StringIO()):
+            main(args)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise RuntimeError(f"sse-sim {' '.join(args)} exited {exc.code}") from None

@@ -16,7 +16,7 @@ import typer
 from . import analysis_cli, compare_cli
 from .errors import SseSimError
 from .events import cli as events_cli
-from .real import cli_capture, cli_gateway
+from .real import cli_calibrate, cli_capture, cli_gateway
 
 app = typer.Typer(
     name="sse-sim",
@@ -100,13 +100,14 @@ def run(
     finally:
         if client is not None:
             client.close()
-    typer.echo(format_summary(result.summary(), f"{sc.name} (seed {seed}, backend sim)"))
+    summary = result.summary()
+    typer.echo(format_summary(summary, f"{sc.name} (seed {seed}, backend sim)"))
     if sc.delivery.keeps_anything and result.records is not None:
         from .costs import DELIVERY_COSTS
 
         typer.echo(format_summary(result.delivery_costs(), "delivery costs", DELIVERY_COSTS))
     if out is not None:
-        paths = result.save(out)
+        paths = result.save(out, summary=summary)
         if records_to is not None:
             paths = {"records": records_to, **paths}
         if plots:
@@ -227,6 +228,7 @@ compare_cli.register(app)
 events_cli.register(app, schema_app)
 cli_gateway.register(app)
 cli_capture.register(app)
+cli_calibrate.register(app)
 
 
 def _click_error_types() -> tuple[type[BaseException], ...]:

@@ -22,7 +22,7 @@ def summarize(records: pd.DataFrame, duration_s: float) -> pd.Series:
     delivered = int(counts[Outcome.DELIVERED])
     superseded = int(counts[Outcome.SUPERSEDED])
     replayed = int((records["replayed"].to_numpy() & (codes == Outcome.DELIVERED)).sum()) if "replayed" in records else 0
-    published = int(records["event_id"].nunique()) if attempts else 0
+    published = _distinct(records["event_id"].to_numpy()) if attempts else 0
     lat = records["latency_s"].to_numpy()
     lat = lat[~np.isnan(lat)]
     if lat.size:
@@ -55,6 +55,14 @@ def summarize(records: pd.DataFrame, duration_s: float) -> pd.Series:
     )
     names = [c.name for c in SUMMARY]
     return pd.Series({n: values[n] for n in names}, name="value", dtype=object)
+
+
+def _distinct(ids: np.ndarray) -> int:
+    """How many distinct ids: by counting when they are dense (a run's event ids), else by hashing."""
+    ids = np.asarray(ids)
+    if ids.size and ids.dtype.kind in "iu" and ids.min() >= 0 and ids.max() < 4 * ids.size + 1024:
+        return int(np.count_nonzero(np.bincount(ids)))
+    return int(pd.unique(ids).size)
 
 
 def throughput(records: pd.DataFrame, duration_s: float, bin_s: float = 1.0) -> pd.DataFrame:

@@ -642,7 +642,8 @@ def save_standard_figures(result: SimulationResult, out_dir: str | Path, *, dpi:
                 continue
             fig, _ = makers[name]()
             path = out / f"{name}.png"
-            fig.savefig(path, dpi=dpi)
+            # zlib's fastest level: a third of the time of the default for a few percent more bytes
+            fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
             paths[f"figure_{name}"] = path
     return paths
 

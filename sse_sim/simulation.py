@@ -57,7 +57,9 @@ def simulate(
     else:
         raise ValueError(f"records must be True, False or 'auto', got {records!r}")
     plan = block_plan(sc, block_players)
-    one_piece = len(plan) == 1 and workers == 1 and client is None and records_to is None
+    # records kept in memory take memory in proportion to the run anyway: one block saves
+    # putting them together again
+    one_piece = (len(plan) == 1 or (keep and block_players is None)) and workers == 1 and client is None and records_to is None
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -66,7 +68,7 @@ def simulate(
         bar = tqdm(desc=sc.name, unit="row" if one_piece else "event", unit_scale=True)
     try:
         if one_piece:
-            res = block_task(sc, seed, 0, plan[0][1], keep, bin_s, None, keep_workload=True,
+            res = block_task(sc, seed, 0, plan[-1][1], keep, bin_s, None, keep_workload=True,
                              progress=None if bar is None else bar.update)
             return SimulationResult(res.records, sc, seed, "sim", res.workload, aggregates=res.aggregates,
                                     metadata={"blocks": 1, "workers": 1})

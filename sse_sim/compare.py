@@ -21,6 +21,12 @@ Tolerance rule (a metric is *within* when ``|real - sim| <= tolerance``):
 * ``z`` defaults to 3.29 (two-sided 99.9 %): a dozen metrics are tested at once, so a looser level
   would flag a perfectly good simulator every few runs.
 
+Redis's output-buffer limit (``redis.output_buffer``, real Redis only): unless the scenario sets
+``kernel_buffer_bytes``, the simulator is run with the bytes the sockets between Redis and the
+gateway's subscriber hold, measured (:func:`~sse_sim.real.sockbuf.subscriber_kernel_bytes`);
+the real runner caps the subscriber's reads at ``reader_rate_per_s``. The value used is in
+``Comparison.kernel_buffer_bytes``.
+
 Socket buffers: unless the scenario sets ``clients.socket_buffer_events``, the simulator is run
 with the value measured end to end for the workload's mean payload size and the real runner's
 buffer settings (:func:`~sse_sim.real.sockbuf.gateway_socket_buffer_events`); the value used is
@@ -39,7 +45,7 @@ import pandas as pd
 
 from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
 from .real.runner import prepare_scenario, run_real
-from .real.sockbuf import gateway_socket_buffer_events
+from .real.sockbuf import gateway_socket_buffer_events, subscriber_kernel_bytes
 from .results import SimulationResult
 from .scenario import Scenario, as_scenario
 from .simulation import simulate
@@ -62,6 +68,8 @@ class Comparison:
     backend: str
     seeds: tuple[int, ...]
     socket_buffer_events: int
+    kernel_buffer_bytes: int = 0
+    """The simulator's ``redis.output_buffer.kernel_buffer_bytes`` (given or measured; 0 without a limit)."""
     sims: list[SimulationResult] = field(default_factory=list, repr=False)
     reals: list[SimulationResult] = field(default_factory=list, repr=False)
 
@@ -80,6 +88,7 @@ class Comparison:
         head = (
             f"{self.scenario.name}: sim vs real ({self.backend}), seeds {', '.join(map(str, self.seeds))}, "
             f"{int(self.sim.records.shape[0])} attempts, socket_buffer_events {self.socket_buffer_events}"
+            + (f", kernel_buffer_bytes {self.kernel_buffer_bytes:,}" if self.kernel_buffer_bytes else "")
         )
         lines = [head, f"  {'metric':<34} {'sim':>12} {'real':>12} {'diff':>12} {'tolerance':>12}  within"]
         for row in self.table.itertuples(index=False):
@@ -232,6 +241,17 @@ def compare(
         sim_sc = sc.with_overrides({"clients.socket_buffer_events": socket_events})
     else:
         sim_sc = sc
+    ob = sc.redis.output_buffer
+    kernel_bytes = int(ob.kernel_buffer_bytes) if ob is not None else 0
+    if calibrate_socket_buffers and backend == "redis" and ob is not None and kernel_bytes == 0:
+        # Only real Redis enforces the limit. It counts what it still holds, not what has left
+        # it for the sockets to the gateway; those bytes, measured here, are the simulator's
+        # kernel_buffer_bytes (converted from Redis's bytes per message to the scenario's).
+        probe = simulate(sc, seed_list[0])
+        payload = _mean_payload_bytes(probe)
+        held, per_message = subscriber_kernel_bytes(payload, redis_url=redis_url)
+        kernel_bytes = int(round(held / per_message * (payload + ob.overhead_bytes)))
+        sim_sc = sim_sc.with_overrides({"redis.output_buffer.kernel_buffer_bytes": kernel_bytes})
     sims, reals = [], []
     for s in seed_list:
         reals.append(run_real(sc, s, backend=backend, redis_url=redis_url, **run_options))
@@ -247,6 +267,7 @@ def compare(
         backend=backend,
         seeds=tuple(seed_list),
         socket_buffer_events=socket_events,
+        kernel_buffer_bytes=kernel_bytes,
         sims=sims,
         reals=reals,
     )

@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def compare(
         scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)],
-        backend: BackendOpt = "fakeredis",
+        backend: Annotated[
+            str | None, typer.Option("--backend", help="fakeredis (in-process) or redis; default: redis with --redis-url, else fakeredis.")
+        ] = None,
         redis_url: RedisUrlOpt = None,
         seed: SeedOpt = 0,
         seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds to pool (seed, seed+1, ...).", min=1)] = 1,
@@ -40,6 +42,11 @@ def register(app: typer.Typer) -> None:
         from .compare import compare as run_compare
         from .scenario import load_scenario
 
+        if backend is None:
+            backend = "redis" if redis_url is not None else "fakeredis"
+        elif backend == "fakeredis" and redis_url is not None:
+            typer.echo("sse-sim: --redis-url needs --backend redis (or no --backend)", err=True)
+            raise typer.Exit(2)
         sc = load_scenario(scenario)
         result = run_compare(
             sc,

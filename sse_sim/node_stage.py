@@ -6,7 +6,9 @@ those players passes through one Redis output buffer and one reader. The node re
 bytes (payload plus ``overhead_bytes`` of RESP framing and channel name). Redis closes the
 subscriber when that backlog passes ``hard_limit_bytes``, or stays above ``soft_limit_bytes``
 for ``soft_seconds`` (``client-output-buffer-limit pubsub 32mb 8mb 60``): the backlog is lost,
-and so is everything published until the node has resubscribed ``resubscribe_s`` later. One
+and so is everything published until the node has resubscribed ``resubscribe_s`` later. The
+oldest ``kernel_buffer_bytes`` of the backlog are in the sockets, out of Redis: the limit does
+not count them, and the node reads them before it sees the close. One
 lagging node therefore loses events for every player it serves, which is why this stage runs
 per node, before the per-connection walk, and gives each (event, client) row the instant the
 node read its event, or marks it lost.
@@ -22,7 +24,7 @@ from .workload import Workload
 
 
 @numba.njit(cache=True)
-def _node_stage(order, published_at, hop, size_bytes, reader_rate, hard, soft, soft_s, resub, overhead):  # pragma: no cover
+def _node_stage(order, published_at, hop, size_bytes, reader_rate, hard, soft, soft_s, resub, overhead, kernel=0.0):  # pragma: no cover
     """One node's subscriber: per event of ``order`` (the node's events in publish order), read instant and loss.
 
     Returns, per listed event, when the gateway has read it (NaN if lost), and whether Redis
@@ -52,21 +54,80 @@ def _node_stage(order, published_at, hop, size_bytes, reader_rate, hard, soft, s
         done = max(p, last_done) + svc
         last_done = done
         read_at[i] = done + hop[e]
-        backlog = cum[i + 1] - cum[head]
+        # the oldest `kernel` bytes of the backlog have left Redis: its limit counts the rest
+        backlog = cum[i + 1] - cum[head] - kernel
         if backlog > soft:
             if soft_since == np.inf:
                 soft_since = p
         else:
             soft_since = np.inf
         if backlog > hard or (soft > 0 and p - soft_since >= soft_s and soft_since < np.inf):
-            for j in range(head, i + 1):
+            # what the sockets hold is still read; the node sees the close after it
+            kept = head
+            while kept <= i and cum[kept + 1] - cum[head] <= kernel:
+                kept += 1
+            seen_at = p
+            if kept > head:
+                seen_at = max(p, read_at[kept - 1] - hop[order[kept - 1]])
+            for j in range(kept, i + 1):
                 lost[j] = True
                 read_at[j] = np.nan
-            head = i + 1
-            dead_until = p + resub
+            if kept == head:
+                head = i + 1
+            dead_until = seen_at + resub
             last_done = -np.inf
             soft_since = np.inf
     return read_at, lost
+
+
+@numba.njit(cache=True)
+def _time_order(t, lo, width, n_buckets):  # pragma: no cover - jitted
+    """Stable order of ``t``: a counting sort into equal-width buckets, then each bucket sorted in place."""
+    n = t.size
+    start = np.zeros(n_buckets + 1, np.int64)
+    for i in range(n):
+        b = min(int((t[i] - lo) / width), n_buckets - 1)
+        start[b + 1] += 1
+    for b in range(n_buckets):
+        start[b + 1] += start[b]
+    pos = start[:-1].copy()
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        b = min(int((t[i] - lo) / width), n_buckets - 1)
+        order[pos[b]] = i
+        pos[b] += 1
+    for b in range(n_buckets):
+        s, e = start[b], start[b + 1]
+        if e - s > 32:
+            # a crowded bucket (a burst): a stable merge sort of its keys keeps ties in index order
+            seg = order[s:e].copy()
+            keys = np.empty(e - s, np.float64)
+            for k in range(e - s):
+                keys[k] = t[seg[k]]
+            o = np.argsort(keys, kind="mergesort")
+            for k in range(e - s):
+                order[s + k] = seg[o[k]]
+            continue
+        for i in range(s + 1, e):
+            x = order[i]
+            tx = t[x]
+            j = i - 1
+            while j >= s and t[order[j]] > tx:
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = x
+    return order
+
+
+def time_order(t: np.ndarray) -> np.ndarray:
+    """``np.argsort(t, kind="stable")`` in linear time for times spread over a run (a node's publishes)."""
+    if t.size < 2:
+        return np.arange(t.size, dtype=np.int64)
+    lo, hi = float(t.min()), float(t.max())
+    if not hi > lo:
+        return np.arange(t.size, dtype=np.int64)
+    n_buckets = int(t.size)
+    return _time_order(t, lo, (hi - lo) / n_buckets * (1 + 1e-12), n_buckets)
 
 
 def node_stage(scenario: Scenario, published_at: np.ndarray, hop: np.ndarray, size_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +137,7 @@ def node_stage(scenario: Scenario, published_at: np.ndarray, hop: np.ndarray, si
     Events published at the same instant are taken in event order.
     """
     ob = scenario.redis.output_buffer
-    order = np.argsort(published_at, kind="stable")
+    order = time_order(published_at)
     node_read, node_lost = _node_stage(
         order,
         published_at,
@@ -88,6 +149,7 @@ def node_stage(scenario: Scenario, published_at: np.ndarray, hop: np.ndarray, si
         float(ob.soft_seconds),
         float(ob.resubscribe_s),
         float(ob.overhead_bytes),
+        float(ob.kernel_buffer_bytes),
     )
     read_at = np.empty(order.size, np.float64)
     lost = np.empty(order.size, np.bool_)
@@ -116,4 +178,4 @@ def node_arrivals(scenario: Scenario, w: Workload, event_id: np.ndarray, client_
     return read_at, lost
 
 
-__all__ = ["node_arrivals", "node_stage"]
+__all__ = ["node_arrivals", "node_stage", "time_order"]

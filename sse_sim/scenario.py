@@ -157,6 +157,11 @@ class OutputBufferLimit(_Strict):
     output buffer for that subscriber. Past ``hard_limit_bytes``, or above ``soft_limit_bytes``
     for ``soft_seconds``, Redis closes the subscriber: the backlog is lost, and so is everything
     published until it has resubscribed ``resubscribe_s`` later.
+
+    ``kernel_buffer_bytes``: the oldest bytes of the backlog that have left Redis already, in
+    the sockets between Redis and the node (Redis's send buffer, the node's receive buffer):
+    Redis's limit counts only the rest, and when Redis closes the subscriber the node still
+    reads them, so its outage starts once it has. ``sse-sim compare`` measures it.
     """
 
     reader_rate_per_s: float = Field(gt=0)
@@ -165,6 +170,11 @@ class OutputBufferLimit(_Strict):
     soft_seconds: float = Field(default=60.0, ge=0)
     resubscribe_s: float = Field(default=0.05, ge=0)
     overhead_bytes: int = Field(default=40, ge=0, description="RESP framing and channel name per message.")
+    kernel_buffer_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="Backlog bytes held by the sockets between Redis and the node: not counted by the limit, still read after a close.",
+    )
 
 
 class RedisConfig(_Strict):

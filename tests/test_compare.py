@@ -63,10 +63,94 @@ def test_deterministic_burst_agrees_exactly(backend: str, request, scenarios_dir
     losses = result.table[result.table["metric"].str.startswith("loss_rate")]
     # a deterministic scenario agrees to one attempt: the sockets hold 2 events of 20 kB on
     # most runs and 1 when the client's first read races the gateway's writes
-    assert (losses["diff"].abs() <= 0.01).all(), result.format()
+    assert (losses["diff"].abs() <= 0.01 + 1e-9).all(), result.format()  # 0.48 - 0.47 > 0.01 in floating point
     assert result.table.set_index("metric").loc["loss_rate_dropped_overflow", "real"] in (0.47, 0.48)
     assert result.socket_buffer_events == 2
     assert len(losses) == 1 + len(LOSS_CAUSES)
+
+
+def _ids(result, outcome: str) -> list[int]:
+    records = result.records
+    return sorted(records.loc[records["outcome"] == outcome, "event_id"].tolist())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_drop_oldest_burst_agrees_event_by_event(backend: str, request, scenarios_dir) -> None:
+    result = compare(scenarios_dir / "real_burst_drop_oldest.yaml", backend=backend, **_redis(backend, request))
+    assert result.ok, result.format()
+    assert result.real.metadata["unexplained_n"] == 0
+    # the first three (being read + 2 in the sockets) and the newest 50 reach the client; the
+    # queue evicted 3..49. When the sockets held 1 event (a race), event 2 was evicted too; on a
+    # loaded machine the writer may refill the sockets before the burst has all arrived, and
+    # the third event to get through is a later one of 2..49.
+    delivered = _ids(result.real, "delivered")
+    assert delivered[:2] == [0, 1] and delivered[-50:] == list(range(50, 100)), delivered
+    assert len(delivered) in (52, 53) and all(2 <= e < 50 for e in delivered[2:-50]), delivered
+    assert _ids(result.real, "dropped_overflow") == [e for e in range(100) if e not in delivered]
+    assert _ids(result.sim, "delivered") == [0, 1, 2, *range(50, 100)]
+    assert result.real.metadata["gateway_metrics"][0]["dropped_overflow"] == 100 - len(delivered)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_disconnect_burst_agrees_event_by_event(backend: str, request, scenarios_dir) -> None:
+    result = compare(scenarios_dir / "real_burst_disconnect.yaml", backend=backend, **_redis(backend, request))
+    assert result.ok, result.format()
+    real = result.real
+    assert real.metadata["unexplained_n"] == 0
+    # the cut: everything held for the stream (being read, the sockets, the queue) and the
+    # event that found the queue full; 54 events when the sockets held 2, 53 when they held 1
+    slow = _ids(real, "disconnected_slow")
+    assert slow in (list(range(54)), list(range(53))), slow
+    assert _ids(real, "lost_in_buffer") == [*range(len(slow), 100), 100]
+    # published while the client waited out its retry, then read on its second connection
+    assert _ids(real, "lost_disconnected") == [101, 102, 103, 104]
+    assert _ids(real, "delivered") == [105, 106, 107, 108, 109]
+    assert real.metadata["connections_n"] == 2
+    metrics = real.metadata["gateway_metrics"][0]
+    assert metrics["connections_disconnected_slow"] == 1
+    assert _ids(result.sim, "disconnected_slow") == list(range(54))
+    delivered = real.records[real.records["outcome"] == "delivered"]
+    assert (delivered["session_id"] == delivered["session_id"].iloc[0]).all()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("name", ["real_burst_drop_oldest", "real_burst_disconnect"])
+def test_cli_compare_policies_on_real_redis_exits_0(name: str, redis_url: str, scenarios_dir) -> None:
+    exe = shutil.which("sse-sim", path=str(__import__("pathlib").Path(sys.executable).parent))
+    assert exe is not None
+    out = subprocess.run(
+        [exe, "compare", str(scenarios_dir / f"{name}.yaml"), "--redis-url", redis_url],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "AGREE" in out.stdout
+
+
+@pytest.mark.redis
+def test_output_limit_losses_on_real_redis(redis_server, redis_url: str, scenarios_dir) -> None:
+    # Only real Redis enforces client-output-buffer-limit: this runs with the redis marker only.
+    kills_before = redis_server.log_text().count("output buffer limits")
+    result = compare(scenarios_dir / "real_output_limit.yaml", backend="redis", redis_url=redis_url)
+    real, sim = result.real, result.sim
+    assert real.metadata["unexplained_n"] == 0
+    # Redis closed the capped subscriber once; the gateway resubscribed after its back-off
+    assert redis_server.log_text().count("output buffer limits") == kills_before + 1
+    outages = [o for m in real.metadata["gateway_metrics"] for o in m["outages"]]
+    assert len(outages) == 1 and 0.05 <= outages[0]["duration_s"] < 0.2
+    assert real.metadata["gateway_metrics"][0]["reader_rate_per_s"] == 1000
+    # the sockets between Redis and the gateway hold megabytes outside Redis's limit
+    assert 1 << 20 < result.kernel_buffer_bytes < 16 << 20
+    table = result.table.set_index("metric")
+    lost = table.loc["loss_rate_lost_redis_output_limit"]
+    # one contiguous run of events lost on each side, a third to a half of them
+    for r in (real, sim):
+        ids = r.records.loc[r.records["outcome"] == "lost_redis_output_limit", "event_id"].to_numpy()
+        assert ids.size and (ids.max() - ids.min() + 1 - ids.size) <= 25
+    assert 0.3 < lost["sim"] < 0.55 and 0.25 < lost["real"] < 0.55
+    # Where they stand today (not yet within one attempt, see the scenario's comments): the
+    # real run loses less, because while data flows the sockets hold more than the stalled
+    # measurement of kernel_buffer_bytes finds.
+    assert abs(lost["real"] - lost["sim"]) < 0.15, result.format()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -89,8 +173,10 @@ def test_cli_compare_exits_1_naming_the_metric(tmp_path, scenarios_dir) -> None:
     ok = subprocess.run([exe, "compare", str(scenarios_dir / "real_burst_exact.yaml")], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "AGREE" in ok.stdout
-    # The pure model (no socket buffering) keeps 51 events where the real system keeps 53.
-    text = (scenarios_dir / "real_burst_exact.yaml").read_text().replace("socket_buffer_events: 2", "socket_buffer_events: 0")
+    # A model with the wrong socket buffering keeps 51 + 8 = 59 events where the real system
+    # keeps 52 or 53. (The pure model, 0, keeps 51: one attempt from the 52 of the run in five
+    # where the client's first read races the gateway's writes, which the tolerance allows.)
+    text = (scenarios_dir / "real_burst_exact.yaml").read_text().replace("socket_buffer_events: 2", "socket_buffer_events: 8")
     bad = tmp_path / "no_socket_buffers.yaml"
     bad.write_text(text)
     out = subprocess.run([exe, "compare", str(bad), "--no-calibrate"], capture_output=True, text=True, timeout=300)

@@ -11,10 +11,16 @@ them into :class:`~sse_sim.records.DeliveryRows`:
   evicted), ``lost_in_buffer`` (queued when the connection went, or written to the socket and
   never read because the client closed first), ``disconnected_slow``, ``superseded`` (a newer
   value of its ``latest`` type took its place in the queue);
+* frames written to a stream the gateway then cut for being slow (policy ``disconnect``) and
+  never read: ``disconnected_slow`` (the cut resets the connection, which discards what the
+  sockets held, like the simulator's in-flight events);
 * the gateway never had it for the client: ``lost_disconnected`` when the client had no
-  confirmed stream at publish time (no connection, or before its ``connected`` event);
+  confirmed stream at publish time (no connection, or before its ``connected`` event, or
+  after the gateway cut it for being slow); ``lost_in_buffer`` when it was published before
+  such a cut and was on its way to the gateway;
   ``lost_redis_output_limit`` when it did but the shared subscriber reconnected after the
-  publish (Redis closed it); ``lost_in_buffer`` when the stream closed before the event could
+  publish (Redis closed it), or when the node's subscription was down at publish time (the
+  client's stream, ended by the gateway's loss notice, may not have been back either); ``lost_in_buffer`` when the stream closed before the event could
   reach the gateway. Anything else is counted as unexplained.
 
 Then, at each connection's subscription (its ``connected`` instant), in order, what the
@@ -137,6 +143,9 @@ def classify(
     by_port: dict[int, list[int]] = {}
     for k in range(conns.shape[0]):
         by_port.setdefault(int(conns[k, _C_PORT]), []).append(k)
+    # per client connection the gateway cut for being slow (policy disconnect): when it did
+    cut_at = np.full(conns.shape[0], np.inf)
+    unread_sent: list[tuple[int, int]] = []  # (row, connection) of frames written and never read
     for node, log in enumerate(raw["event_logs"]):
         peers = raw["peers"][node]
         conn_of: dict[int, int] = {}
@@ -163,11 +172,23 @@ def classify(
                 left_at[r] = np.nan
             elif entry.fate == "sent":
                 left_at[r] = conn_closed[k]
+                unread_sent.append((r, k))
             else:
                 left_at[r] = (entry.left_at - t0) / scale if entry.left_at is not None else np.nan
+            if entry.fate == "disconnected_slow" and entry.left_at is not None:
+                cut_at[k] = min(cut_at[k], (entry.left_at - t0) / scale)
+    # Frames written to a stream the gateway then cut for being slow, never read: they were in
+    # the sockets, which the cut (a reset) discards, so they went with the connection as the
+    # simulator's in-flight events do.
+    for r, k in unread_sent:
+        if outcome[r] == Outcome.LOST_IN_BUFFER and np.isfinite(cut_at[k]):
+            outcome[r] = Outcome.DISCONNECTED_SLOW
+            left_at[r] = cut_at[k]
 
     # 3. rows the gateway never had for the client
     reconnects = sorted(t / scale for log in raw["subscriber_log"] for t, what in log if what == "reconnected")
+    outages = [_outages(log, scale) for log in raw["subscriber_log"]]
+    losses = [[a for a, _ in node_outages] for node_outages in outages]
     unexplained = 0
     missing = np.flatnonzero(outcome < 0)
     per_client = {c: np.flatnonzero(conn_client == c) for c in np.unique(client_id[missing])}
@@ -177,11 +198,33 @@ def classify(
         ks = per_client[c]
         live = ks[(conn_connected[ks] <= p) & (conn_closed[ks] > p)]
         if live.size == 0:
-            outcome[r] = Outcome.LOST_DISCONNECTED
+            node = int(w.client_node[c])
+            if node < len(outages) and any(a <= p < b for a, b in outages[node]):
+                # published while the node's subscription was down (Redis had closed it): lost
+                # with it, whether or not the client's stream, ended by the loss notice, was back
+                outcome[r] = Outcome.LOST_REDIS_OUTPUT_LIMIT
+            else:
+                outcome[r] = Outcome.LOST_DISCONNECTED
             continue
         k = int(live[0])
         session_id[r] = conn_session[k]
-        if conn_closed[k] <= p + _CLOSE_RACE_S:
+        if np.isfinite(cut_at[k]):
+            # the gateway had cut this stream for being slow and the client had not seen it yet:
+            # on its way when the cut came, the event went with the connection; published
+            # after it, there was no subscription for it (the simulator's rules at a cut)
+            if p <= cut_at[k]:
+                outcome[r] = Outcome.LOST_IN_BUFFER
+                left_at[r] = cut_at[k]
+            else:
+                outcome[r] = Outcome.LOST_DISCONNECTED
+                session_id[r] = -1
+        elif int(w.client_node[c]) < len(losses) and any(p <= a <= conn_closed[k] for a in losses[int(w.client_node[c])]):
+            # the node's subscription was lost after the publish, while this stream was open:
+            # Redis had closed it before the event could be sent (the gateway sees the close
+            # only once it has read what the sockets held), and the stream ended with the notice
+            outcome[r] = Outcome.LOST_REDIS_OUTPUT_LIMIT
+            session_id[r] = -1
+        elif conn_closed[k] <= p + _CLOSE_RACE_S:
             outcome[r] = Outcome.LOST_IN_BUFFER
             left_at[r] = conn_closed[k]
         elif any(t >= p for t in reconnects):
@@ -200,6 +243,21 @@ def classify(
     out = DeliveryRows(event_id, client_id, outcome, gateway_at, left_at, received_at, session_id, replayed)
     _browser_tabs(sc, w, row_off, client_id, out)
     return out, published, unexplained
+
+
+def _outages(log: list[tuple[float, str]], scale: float) -> list[tuple[float, float]]:
+    """A node's subscription outages in replay time: from each loss to the resubscription after it (inf: never back)."""
+    out = []
+    lost_at = None
+    for t, what in log:
+        if what.startswith("lost") and lost_at is None:
+            lost_at = t / scale
+        elif what == "reconnected" and lost_at is not None:
+            out.append((lost_at, t / scale))
+            lost_at = None
+    if lost_at is not None:
+        out.append((lost_at, math.inf))
+    return out
 
 
 def _resubscriptions(w: Workload, conns: np.ndarray, conn_connected: np.ndarray, row_off: np.ndarray, first_event: np.ndarray, published: np.ndarray, ev_mode: np.ndarray, outcome: np.ndarray, recv_conn: np.ndarray, fate_conn: np.ndarray) -> None:

@@ -21,7 +21,9 @@ How a client reads, and why:
 * sessions: the first connection of a client is opened and confirmed (``connected``) before the
   replay starts; later ones open at ``connect_at`` and close at ``disconnect_at``, both scaled.
   When the gateway closes a stream itself (policy ``disconnect``) the client retries after
-  ``retry_delay_s`` (+ uniform jitter), like an EventSource. A client that is not ``active``
+  ``retry_delay_s`` (+ uniform jitter), like an EventSource. A reset that comes while an event
+  is being drained loses that event: the drain is the slow link it was still crossing (the
+  simulator flushes it with the connection too). A client that is not ``active``
   never opens a stream (a tab past the browser's HTTP/1.1 cap, or a follower tab under
   ``tab_sharing: leader``);
 * replay (``stream`` / ``latest`` delivery): like one EventSource across all of a client's
@@ -54,6 +56,7 @@ from .payloads import event_id_of
 __all__ = ["ClientPlan", "client_process_main", "run_clients", "RECEIPT_COLUMNS", "CONNECTION_COLUMNS"]
 
 _HEADER_LIMIT = 16384
+_TCP_CLOSE = 7  # tcpi_state of a connection the peer reset (Linux include/net/tcp_states.h)
 
 #: Columns of the receipts array the client process returns (one row per message read).
 RECEIPT_COLUMNS = ("client", "event", "connection", "read", "done", "received", "replayed")
@@ -118,6 +121,22 @@ class _Stream:
         self.pending: list[SSEMessage] = []
         self.replay_left = 0  # data events still to come from the last `recovery`
         self.prev_id: str | None = None  # the parser's last event id before the current message
+
+    def reset(self) -> bool:
+        """Whether the gateway has reset the connection (an abort, not an orderly end of the response).
+
+        Read from the TCP state, not from ``recv``: bytes of the next frame may still wait in the
+        receive buffer after a reset, and reading them would hide it. An orderly close (FIN)
+        leaves the socket in CLOSE_WAIT, a reset in CLOSE.
+        """
+        tcp_info = getattr(socket, "TCP_INFO", None)
+        if tcp_info is None:  # not Linux: a reset shows at the next read instead
+            return False
+        try:
+            state = self.sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)[0]
+        except OSError:
+            return True
+        return state == _TCP_CLOSE
 
     async def _readable(self) -> None:
         fut = self.loop.create_future()
@@ -322,6 +341,10 @@ class _Replay:
                     delay = drain_end - time.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
+                    if stream.reset():
+                        # the gateway cut this stream (policy disconnect) before the drain
+                        # ended: the event never got through the slow link, as in the simulator
+                        raise _ConnectionClosed()
                 finally:
                     self.busy -= 1
                 done = time.time()

@@ -481,6 +481,7 @@ class _Replay:
                     send_buffer_bytes=self.send_buffer_bytes,
                     timeout_graceful_shutdown=1.0,
                     on_connection=registry.new_node(),
+                    reader_rate_per_s=self._reader_rate(),
                     **self._delivery_options(),
                 )
                 gateways.append(gt)
@@ -489,6 +490,13 @@ class _Replay:
                 gt.stop()
             raise
         return gateways
+
+    def _reader_rate(self) -> float | None:
+        """The subscriber's read rate under ``redis.output_buffer`` (slowed with the replay), so Redis holds the simulator's backlog."""
+        ob = self.sc.redis.output_buffer
+        if ob is None or self.be.backend != "redis":
+            return None
+        return float(ob.reader_rate_per_s) / self.time_scale
 
     def _delivery_options(self) -> dict[str, Any]:
         """The gateway's side of the scenario's ``delivery`` section, its durations scaled with the replay."""

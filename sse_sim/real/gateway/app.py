@@ -85,6 +85,10 @@ class Gateway:
     ``delivery_types``, with ``history_size``, ``history_ttl_s`` and ``max_replay``, is the
     delivery design publishers follow (see :mod:`.replay`); ``retry_ms`` is sent as ``retry:``
     with ``connected``.
+
+    ``reader_rate_per_s`` caps the shared subscriber's reads (messages a second; None: no cap).
+    The real runner sets it to a scenario's ``redis.output_buffer.reader_rate_per_s``, so that
+    Redis holds the same backlog as in the simulator; a production gateway reads as fast as it can.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Gateway:
         history_ttl_s: float | None = None,
         max_replay: int = 300,
         delivery_types: dict[str, str] | None = None,
+        reader_rate_per_s: float | None = None,
     ) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise SseSimError(f"buffer_size must be a positive integer, got {buffer_size!r}")
@@ -132,6 +137,8 @@ class Gateway:
             raise SseSimError(
                 f"reader_yield_every must be an integer >= 0, got {reader_yield_every!r}"
             )
+        if reader_rate_per_s is not None and not reader_rate_per_s > 0:
+            raise SseSimError(f"reader_rate_per_s must be positive or None, got {reader_rate_per_s!r}")
         if subscription_mode not in SUBSCRIPTION_MODES:
             raise SseSimError(f"subscription_mode must be one of {', '.join(SUBSCRIPTION_MODES)}")
         if not isinstance(max_write_batch, int) or max_write_batch < 1:
@@ -207,7 +214,9 @@ class Gateway:
             mode=subscription_mode,
             reader_yield_every=reader_yield_every,
             on_lost=self._fanout.tell_lost,
+            reader_rate_per_s=reader_rate_per_s,
         )
+        self.reader_rate_per_s = reader_rate_per_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conns: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._next_id = 0
@@ -533,6 +542,7 @@ class Gateway:
             "buffer_size": self.buffer_size,
             "overflow_policy": self.overflow_policy,
             "reader_yield_every": self.reader_yield_every,
+            "reader_rate_per_s": self.reader_rate_per_s,
             "max_queue_bytes": self.max_queue_bytes,
             "queue_bytes_peak": f.queue_bytes_peak,
             "connections_dropped": c["connections_dropped"],

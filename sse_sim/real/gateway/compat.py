@@ -428,3 +428,21 @@ def on_reconnect(pubsub: Any, callback: Callable[[Any], Awaitable[None]]) -> Non
     live object) alive. The first connect has happened already, so every call is a reconnect.
     """
     pubsub.connection.register_connect_callback(callback)
+
+
+def lock_receive_buffer(pubsub: Any, size: int) -> bool:
+    """Fix the ``SO_RCVBUF`` of ``pubsub``'s connection at ``size`` bytes; False where there is no socket to set.
+
+    Linux grows a receive buffer by itself (up to ``net.ipv4.tcp_rmem``'s maximum) while data
+    flows; a set size stops that, so what the socket holds for a slow reader stays bounded.
+    """
+    connection = pubsub.connection
+    writer = getattr(connection, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    import socket
+
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return True

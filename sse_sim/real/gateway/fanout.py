@@ -7,7 +7,8 @@ Delivery model (the same as the simulator's):
   transport buffer hold beyond that is "socket buffering" (``send_buffer_bytes`` shrinks it);
 - when the queue is full the overflow policy decides: ``drop_newest`` drops the arriving event
   (the documented Go ``select`` with ``default``), ``drop_oldest`` evicts the oldest queued one,
-  ``disconnect`` aborts the slow stream (the client's EventSource reconnects later);
+  ``disconnect`` aborts the slow stream with a TCP reset, so what the sockets held for it is
+  freed too (the client's EventSource reconnects later);
 - the queue is also capped in bytes (``max_queue_bytes``, the frames' encoded size), so a
   stalled client of big events holds at most that much instead of ``buffer_size`` times the
   largest event: an event that would pass the cap meets the same overflow policy. An event
@@ -31,6 +32,8 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import socket
+import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -121,6 +124,24 @@ class ConnectionInfo:
             peer if isinstance(peer, tuple) else None,
             time.time(),
         )
+
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def _reset(transport: Any) -> None:
+    """Make the transport's close a TCP reset: what its send buffer holds is freed, not delivered.
+
+    A stream cut for being slow is cut to free its buffers: with an orderly close the kernel
+    would go on holding (and sending) what the client has not taken, for as long as the
+    client takes to read it. So everything held for the stream, queued or in the sockets, goes
+    with it (the simulator's ``disconnected_slow``).
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
 
 class RecordedEvent:
@@ -416,6 +437,7 @@ class Fanout:
             # The writer may be blocked on a socket the client no longer drains: abort the
             # transport so the stream ends now and the client's retry takes over.
             if conn.transport is not None:
+                _reset(conn.transport)
                 conn.transport.abort()
             conn.wake()
 

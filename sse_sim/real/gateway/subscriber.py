@@ -52,6 +52,9 @@ _BATCH = 1024
 # Outages kept in detail for metrics (the counters cover them all).
 _OUTAGES_KEPT = 100
 
+# SO_RCVBUF of a rate-capped subscriber's connection (see SharedSubscriber.reader_rate_per_s).
+_CAPPED_RCVBUF = 65536
+
 
 class SubscribeFailed(Exception):
     """Subscribing to a channel failed (Redis unreachable, refused, or no confirmation in time)."""
@@ -165,7 +168,9 @@ class SharedSubscriber:
     stream and return at once. ``on_lost(keys)`` is called (in the loop, must not await) when a
     live subscription is lost, with the channels whose subscription had been confirmed (None in
     ``pattern`` mode: every channel); it returns how many streams it told. Reconnect attempts
-    wait ``retry_min_s``, doubling up to ``retry_max_s``, between them.
+    wait ``retry_min_s``, doubling up to ``retry_max_s``, between them. ``reader_rate_per_s``
+    caps how many messages a second the reader takes (None: as fast as it can), so that a
+    replay can make the backlog in Redis that the simulator's ``redis.output_buffer`` models.
     """
 
     def __init__(
@@ -179,8 +184,10 @@ class SharedSubscriber:
         retry_min_s: float = 0.05,
         retry_max_s: float = 1.0,
         connect_timeout_s: float = 5.0,
+        reader_rate_per_s: float | None = None,
     ) -> None:
         self.client_factory = client_factory
+        self.reader_rate_per_s = reader_rate_per_s
         self.deliver = deliver
         self.mode = mode
         self.reader_yield_every = reader_yield_every
@@ -355,6 +362,11 @@ class SharedSubscriber:
             await pubsub.connect()
             # The bound method lives as long as the session (redis-py keeps a weak reference).
             compat.on_reconnect(pubsub, session.reconnected)
+            if self.reader_rate_per_s:
+                # A capped reader leaves a backlog in the socket: a fixed buffer keeps the
+                # kernel from growing it while data flows, so what the sockets hold (outside
+                # Redis's output-buffer limit) is the same in a run as when measured.
+                compat.lock_receive_buffer(pubsub, _CAPPED_RCVBUF)
             if self.mode == "pattern":
                 await pubsub.psubscribe(CHANNEL_PATTERN)
         assert self._loop is not None
@@ -489,6 +501,13 @@ class SharedSubscriber:
         # resubscribe only what it remembers and hide the loss.
         connection = compat.direct_connection(pubsub)
         read_push = compat.read_push
+        # A rate cap: each message keeps the reader busy 1/rate s from when it was taken (or
+        # from when the previous one was done, if it was waiting). Sleeps are taken only once
+        # a millisecond is owed, on an absolute schedule, so their overshoot does not slow the
+        # mean rate.
+        interval = 1.0 / self.reader_rate_per_s if self.reader_rate_per_s else 0.0
+        busy_until = 0.0
+        clock = time.monotonic
         try:
             while True:
                 if connection is not None:
@@ -507,6 +526,12 @@ class SharedSubscriber:
                     deliver(response[2], response[3])
                 else:
                     await self._control(session, response)
+                    continue
+                if interval:
+                    now = clock()
+                    busy_until = max(busy_until, now - interval) + interval
+                    if busy_until - now > 0.001:
+                        await asyncio.sleep(busy_until - now)
                 if every:
                     n += 1
                     if n >= every:

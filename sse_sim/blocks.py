@@ -164,7 +164,8 @@ def node_task(sc: Scenario, seed: int, nodes: Sequence[int], scratch: str | None
         hop_s.extend(hop[visits])
         size.extend(sizes[visits])
         starts[k + 1] = starts[k] + int(visits.sum())
-    read_at, lost = node_stage(sc, published.take(), hop_s.take(), size.take())
+    # the read instants overwrite the publish instants: one array of the group's size less
+    read_at, lost = node_stage(sc, published.take(), hop_s.take(), size.take(), in_place=True)
     if scratch is None:
         return [NodeReads(n, starts, read_at, lost) for n in nodes]
     path = str(Path(scratch) / f"node{node}")

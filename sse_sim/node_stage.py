@@ -24,65 +24,71 @@ from .workload import Workload
 
 
 @numba.njit(cache=True)
-def _node_stage(order, published_at, hop, size_bytes, reader_rate, hard, soft, soft_s, resub, overhead, kernel=0.0):  # pragma: no cover
-    """One node's subscriber: per event of ``order`` (the node's events in publish order), read instant and loss.
+def _node_stage(order, published_at, hop, size_bytes, read_at, lost, reader_rate, hard, soft, soft_s, resub, overhead, kernel):  # pragma: no cover
+    """One node's subscriber, its events taken in publish order (``order``): fill each one's read instant and loss.
 
-    Returns, per listed event, when the gateway has read it (NaN if lost), and whether Redis
-    dropped it with the subscriber.
+    ``read_at`` and ``lost`` are indexed like the inputs. ``read_at`` may be ``published_at``
+    itself: an event's publish instant is read once, before its read instant replaces it.
     """
     n = order.size
-    read_at = np.empty(n, np.float64)
-    lost = np.zeros(n, np.bool_)
     svc = 1.0 / reader_rate
-    cum = np.zeros(n + 1, np.float64)
-    head = 0  # first event still in the output buffer
+    head = 0  # position (in publish order) of the first event still in the output buffer
+    backlog = 0.0  # bytes of the events from head on: whole numbers, so the sums are exact
     last_done = -np.inf
     soft_since = np.inf
     dead_until = -np.inf
     for i in range(n):
         e = order[i]
         p = published_at[e]
-        cum[i + 1] = cum[i] + size_bytes[e] + overhead
+        backlog += size_bytes[e] + overhead
         if p < dead_until:
-            lost[i] = True
-            read_at[i] = np.nan
+            lost[e] = True
+            read_at[e] = np.nan
             head = i + 1
+            backlog = 0.0
             continue
         # what the reader has taken out of the buffer by now
-        while head < i and (lost[head] or read_at[head] - hop[order[head]] <= p):
+        while head < i:
+            h = order[head]
+            if not (lost[h] or read_at[h] - hop[h] <= p):
+                break
+            backlog -= size_bytes[h] + overhead
             head += 1
         done = max(p, last_done) + svc
         last_done = done
-        read_at[i] = done + hop[e]
+        read_at[e] = done + hop[e]
         # the oldest `kernel` bytes of the backlog have left Redis: its limit counts the rest
-        backlog = cum[i + 1] - cum[head] - kernel
-        if backlog > soft:
+        counted = backlog - kernel
+        if counted > soft:
             if soft_since == np.inf:
                 soft_since = p
         else:
             soft_since = np.inf
-        if backlog > hard or (soft > 0 and p - soft_since >= soft_s and soft_since < np.inf):
+        if counted > hard or (soft > 0 and p - soft_since >= soft_s and soft_since < np.inf):
             # what the sockets hold is still read; the node sees the close after it
             kept = head
-            while kept <= i and cum[kept + 1] - cum[head] <= kernel:
+            held = 0.0
+            while kept <= i and held + size_bytes[order[kept]] + overhead <= kernel:
+                held += size_bytes[order[kept]] + overhead
                 kept += 1
             seen_at = p
             if kept > head:
-                seen_at = max(p, read_at[kept - 1] - hop[order[kept - 1]])
+                k = order[kept - 1]
+                seen_at = max(p, read_at[k] - hop[k])
             for j in range(kept, i + 1):
-                lost[j] = True
-                read_at[j] = np.nan
+                lost[order[j]] = True
+                read_at[order[j]] = np.nan
             if kept == head:
                 head = i + 1
+                backlog = 0.0
             dead_until = seen_at + resub
             last_done = -np.inf
             soft_since = np.inf
-    return read_at, lost
 
 
 @numba.njit(cache=True)
-def _time_order(t, lo, width, n_buckets):  # pragma: no cover - jitted
-    """Stable order of ``t``: a counting sort into equal-width buckets, then each bucket sorted in place."""
+def _time_order(t, lo, width, n_buckets, order):  # pragma: no cover - jitted
+    """Fill ``order`` with the stable order of ``t``: a counting sort into buckets, then each bucket sorted in place."""
     n = t.size
     start = np.zeros(n_buckets + 1, np.int64)
     for i in range(n):
@@ -91,7 +97,6 @@ def _time_order(t, lo, width, n_buckets):  # pragma: no cover - jitted
     for b in range(n_buckets):
         start[b + 1] += start[b]
     pos = start[:-1].copy()
-    order = np.empty(n, np.int64)
     for i in range(n):
         b = min(int((t[i] - lo) / width), n_buckets - 1)
         order[pos[b]] = i
@@ -116,33 +121,48 @@ def _time_order(t, lo, width, n_buckets):  # pragma: no cover - jitted
                 order[j + 1] = order[j]
                 j -= 1
             order[j + 1] = x
-    return order
 
 
 def time_order(t: np.ndarray) -> np.ndarray:
-    """``np.argsort(t, kind="stable")`` in linear time for times spread over a run (a node's publishes)."""
+    """``np.argsort(t, kind="stable")`` in linear time for times spread over a run (a node's publishes).
+
+    Indices are int32 when they fit (half the memory of a node's order); about eight times per
+    bucket keep the buckets' own counts small.
+    """
+    order = np.empty(t.size, np.int32 if t.size < 2**31 else np.int64)
     if t.size < 2:
-        return np.arange(t.size, dtype=np.int64)
+        order[:] = np.arange(t.size)
+        return order
     lo, hi = float(t.min()), float(t.max())
     if not hi > lo:
-        return np.arange(t.size, dtype=np.int64)
-    n_buckets = int(t.size)
-    return _time_order(t, lo, (hi - lo) / n_buckets * (1 + 1e-12), n_buckets)
+        order[:] = np.arange(t.size)
+        return order
+    n_buckets = max(int(t.size) // 8, 1)
+    _time_order(t, lo, (hi - lo) / n_buckets * (1 + 1e-12), n_buckets, order)
+    return order
 
 
-def node_stage(scenario: Scenario, published_at: np.ndarray, hop: np.ndarray, size_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def node_stage(
+    scenario: Scenario, published_at: np.ndarray, hop: np.ndarray, size_bytes: np.ndarray, *, in_place: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """One node's subscriber over the events it carries, given in the run's event order.
 
     Returns, per event, when the gateway read it (NaN if lost) and whether Redis dropped it.
-    Events published at the same instant are taken in event order.
+    Events published at the same instant are taken in event order. ``in_place``: the read
+    instants replace the publish instants in ``published_at`` (a node of a whole platform
+    carries tens of millions of events: this saves a copy of them).
     """
     ob = scenario.redis.output_buffer
     order = time_order(published_at)
-    node_read, node_lost = _node_stage(
+    read_at = published_at if in_place else np.empty(published_at.size, np.float64)
+    lost = np.zeros(published_at.size, np.bool_)
+    _node_stage(
         order,
         published_at,
         hop,
         size_bytes,
+        read_at,
+        lost,
         float(ob.reader_rate_per_s),
         float(ob.hard_limit_bytes),
         float(ob.soft_limit_bytes),
@@ -151,10 +171,6 @@ def node_stage(scenario: Scenario, published_at: np.ndarray, hop: np.ndarray, si
         float(ob.overhead_bytes),
         float(ob.kernel_buffer_bytes),
     )
-    read_at = np.empty(order.size, np.float64)
-    lost = np.empty(order.size, np.bool_)
-    read_at[order] = node_read
-    lost[order] = node_lost
     return read_at, lost
 
 

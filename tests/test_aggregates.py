@@ -292,3 +292,13 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path) -> None:
     done = _cli("run", str(scenario), "--scheduler", "tcp://127.0.0.1:9")
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "cannot reach the Dask scheduler" in done.stderr
+
+
+def test_time_order_is_a_stable_argsort() -> None:
+    from sse_sim.node_stage import time_order
+
+    rng = np.random.default_rng(4)
+    spread = rng.random(100_000) * 3600
+    burst = np.concatenate([np.repeat(rng.random(300) * 10, 40), np.zeros(100), rng.random(500) * 1e-6])
+    for t in (spread, burst, np.sort(spread)[::-1].copy(), np.full(10, 2.0), np.array([1.0]), np.zeros(0)):
+        np.testing.assert_array_equal(time_order(t), np.argsort(t, kind="stable"))

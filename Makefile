@@ -36,6 +36,7 @@ test: install-test
 
 bench: install-test
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_platform.py
 	$(BIN)/python bench/bench_events.py
 	$(BIN)/python bench/bench_gateway.py
 	$(BIN)/python bench/bench_gateway_10k.py

@@ -5,7 +5,8 @@ Run: ``.venv/bin/python bench/bench_platform.py`` (or ``make bench``). Two measu
 1. ``bench_10m.yaml`` through ``sse-sim run SCENARIO --out DIR`` in this process (workload,
    engine, aggregates, summary, files and every standard figure), with records (the default
    under 20 M attempts) and with ``--no-records``, beside the engine alone (``run_engine`` on a
-   workload built beforehand) timed in the same process: events/s of each and their ratio.
+   workload built beforehand) timed in the same process: events/s of each and their ratio;
+   then each standard figure drawn from the aggregates alone, in seconds.
 2. ``platform_1m.yaml`` (``--scale`` shrinks its population) through the command line in a
    child process with ``--no-records --workers N``: wall time, events/s and the peak memory of
    the whole process tree (the command, its worker processes and their fork server), sampled
@@ -69,13 +70,40 @@ def end_to_end(repeats: int) -> dict[str, float]:
             without = time.perf_counter() - t0
             for k, v in (("engine", engine), ("run_records", with_records), ("run_no_records", without)):
                 best[k] = min(best.get(k, float("inf")), v)
+    figures = figure_seconds(sc)
     return {
         "events": n,
         **{f"{k}_s": v for k, v in best.items()},
+        **{f"figure_{k}_s": v for k, v in figures.items()},
         **{f"{k}_events_per_s": n / v for k, v in best.items()},
         "run_no_records_over_engine": best["run_no_records"] / best["engine"],
         "run_records_over_engine": best["run_records"] / best["engine"],
     }
+
+
+def figure_seconds(sc) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Seconds each standard figure takes to draw and save from a run's aggregates alone."""
+    import matplotlib.pyplot as plt
+
+    from sse_sim import plots, simulate
+
+    result = simulate(sc, 0, records=False)
+    makers = {
+        "throughput": plots.plot_throughput,
+        "latency_cdf": plots.plot_latency_cdf,
+        "latency_over_time": plots.plot_latency_over_time,
+        "buffer_occupancy": plots.plot_buffer_occupancy,
+        "disconnects": plots.plot_disconnects,
+    }
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp, plots.detached():
+        for name, make in makers.items():
+            t0 = time.perf_counter()
+            fig, _ = make(result)
+            fig.savefig(f"{tmp}/{name}.png", dpi=110, pil_kwargs={"compress_level": 1})
+            plt.close(fig)
+            out[name] = time.perf_counter() - t0
+    return out
 
 
 def _tree_rss_mb(root: int) -> float:

@@ -30,8 +30,8 @@ import numba
 import numpy as np
 import pandas as pd
 
+from .metrics import summary_series, throughput_frame
 from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
-from .records import SUMMARY, THROUGHPUT
 
 if TYPE_CHECKING:
     from .records import DeliveryRows
@@ -464,37 +464,11 @@ class Aggregates:
     def summary(self) -> pd.Series:
         """The run's SUMMARY figures; latency percentiles within LATENCY_RELATIVE_ERROR of the exact ones."""
         by_outcome = self.counts.sum(axis=(0, 2, 3))
-        attempts = int(by_outcome.sum())
         delivered = int(by_outcome[Outcome.DELIVERED])
-        superseded = int(by_outcome[Outcome.SUPERSEDED])
-        published = int(self.published.sum())
-        hist = self.latency_time.sum(axis=0)
-        p50, p95, p99 = _hist_quantiles(hist, (0.5, 0.95, 0.99))
-        denom = attempts if attempts else np.nan
-        values: dict[str, float | int] = {
-            "published_n": published,
-            "attempts_n": attempts,
-            "delivered_n": delivered,
-            "lost_n": attempts - delivered - superseded,
-            "loss_rate": (attempts - delivered - superseded) / denom,
-            "superseded_n": superseded,
-            "replayed_n": int(self.replayed.sum()),
-        }
-        for i, cause in enumerate(OUTCOME_LABELS):
-            if cause in LOSS_CAUSES:
-                values[f"loss_rate_{cause}"] = by_outcome[i] / denom
+        p50, p95, p99 = _hist_quantiles(self.latency_time.sum(axis=0), (0.5, 0.95, 0.99))
         lmax = float(self.latency_max_s.max()) if delivered else np.nan
-        values.update(
-            latency_p50_s=p50,
-            latency_p95_s=p95,
-            latency_p99_s=p99,
-            latency_max_s=lmax,
-            latency_mean_s=float(self.latency_sum_ns.sum() / _NS / delivered) if delivered else np.nan,
-            published_per_s=published / self.duration_s,
-            delivered_per_s=delivered / self.duration_s,
-            duration_s=float(self.duration_s),
-        )
-        return pd.Series({c.name: values[c.name] for c in SUMMARY}, name="value", dtype=object)
+        lmean = float(self.latency_sum_ns.sum() / _NS / delivered) if delivered else np.nan
+        return summary_series(by_outcome, int(self.published.sum()), int(self.replayed.sum()), (p50, p95, p99, lmax, lmean), self.duration_s)
 
     def throughput(self, bin_s: float | None = None) -> pd.DataFrame:
         """The ``throughput`` table, in bins that are a whole multiple of the aggregates' bins."""
@@ -502,19 +476,7 @@ class Aggregates:
         grid = self._rebin(self.counts.sum(axis=(2, 3)), k)
         received = self._rebin(self.received, k)
         starts, width = self._edges(k)
-        data: dict[str, np.ndarray] = {
-            "bin_start_at": starts,
-            "bin_s": np.full(starts.size, width),
-            "published_n": grid.sum(axis=1).astype(np.int64),
-            "delivered_n": grid[:, Outcome.DELIVERED].astype(np.int64),
-            "superseded_n": grid[:, Outcome.SUPERSEDED].astype(np.int64),
-        }
-        for i, cause in enumerate(OUTCOME_LABELS):
-            if cause in LOSS_CAUSES:
-                data[f"{cause}_n"] = grid[:, i].astype(np.int64)
-        data["received_n"] = received.astype(np.int64)
-        data["received_per_s"] = received / width
-        return pd.DataFrame({c.name: data[c.name] for c in THROUGHPUT})
+        return throughput_frame(grid, received, starts, width)
 
     def latency_over_time(self, bin_s: float | None = None) -> pd.DataFrame:
         """The ``latency_over_time`` table: percentiles from the histogram, the largest exact."""
@@ -541,7 +503,7 @@ class Aggregates:
         if by not in (None, "event_type"):
             raise ValueError(f"without records the latency CDF is kept overall and by event_type, not by {by!r}")
         values = latency_bin_values()
-        groups = [("all", self.latency_type.sum(axis=0))] if by is None else list(zip(self.event_types, self.latency_type))
+        groups = [("all", self.latency_type.sum(axis=0))] if by is None else list(zip(self.event_types, self.latency_type, strict=True))
         parts = []
         for name, h in groups:
             total = h.sum()

@@ -33,7 +33,7 @@ from .aggregates import Aggregates, default_bin_s
 from .engine import run_engine
 from .errors import SseSimError
 from .node_stage import node_stage
-from .records import row_layout, records_frame
+from .records import records_frame, row_layout
 from .scenario import BurstPublisher, PoissonPublisher, Scenario
 from .workload import PLAYER_CHUNK, build_workload, chunk_events, n_chunks, run_tables
 

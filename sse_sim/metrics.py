@@ -19,8 +19,6 @@ def summarize(records: pd.DataFrame, duration_s: float) -> pd.Series:
     codes = records["outcome"].cat.codes.to_numpy()
     counts = np.bincount(codes, minlength=len(OUTCOME_LABELS))
     attempts = int(codes.size)
-    delivered = int(counts[Outcome.DELIVERED])
-    superseded = int(counts[Outcome.SUPERSEDED])
     replayed = int((records["replayed"].to_numpy() & (codes == Outcome.DELIVERED)).sum()) if "replayed" in records else 0
     published = _distinct(records["event_id"].to_numpy()) if attempts else 0
     lat = records["latency_s"].to_numpy()
@@ -30,31 +28,45 @@ def summarize(records: pd.DataFrame, duration_s: float) -> pd.Series:
         lmax, lmean = float(lat.max()), float(lat.mean())
     else:
         p50 = p95 = p99 = lmax = lmean = np.nan
+    return summary_series(counts, published, replayed, (p50, p95, p99, lmax, lmean), duration_s)
+
+
+def summary_series(
+    by_outcome: np.ndarray, published: int, replayed: int, latency: tuple[float, float, float, float, float], duration_s: float
+) -> pd.Series:
+    """The SUMMARY Series from attempts per outcome code, events published, replayed deliveries and latency figures.
+
+    ``latency`` is (p50, p95, p99, max, mean) in seconds, NaN when nothing was delivered. The
+    one place the summary's arithmetic lives, for records and aggregates alike.
+    """
+    attempts = int(by_outcome.sum())
+    delivered = int(by_outcome[Outcome.DELIVERED])
+    superseded = int(by_outcome[Outcome.SUPERSEDED])
     denom = attempts if attempts else np.nan
     values: dict[str, float | int] = {
-        "published_n": published,
+        "published_n": int(published),
         "attempts_n": attempts,
         "delivered_n": delivered,
         "lost_n": attempts - delivered - superseded,
         "loss_rate": (attempts - delivered - superseded) / denom,
         "superseded_n": superseded,
-        "replayed_n": replayed,
+        "replayed_n": int(replayed),
     }
     for i, cause in enumerate(OUTCOME_LABELS):
         if cause in LOSS_CAUSES:
-            values[f"loss_rate_{cause}"] = counts[i] / denom
+            values[f"loss_rate_{cause}"] = by_outcome[i] / denom
+    p50, p95, p99, lmax, lmean = latency
     values.update(
         latency_p50_s=float(p50),
         latency_p95_s=float(p95),
         latency_p99_s=float(p99),
-        latency_max_s=lmax,
-        latency_mean_s=lmean,
+        latency_max_s=float(lmax),
+        latency_mean_s=float(lmean),
         published_per_s=published / duration_s,
         delivered_per_s=delivered / duration_s,
         duration_s=float(duration_s),
     )
-    names = [c.name for c in SUMMARY]
-    return pd.Series({n: values[n] for n in names}, name="value", dtype=object)
+    return pd.Series({c.name: values[c.name] for c in SUMMARY}, name="value", dtype=object)
 
 
 def _distinct(ids: np.ndarray) -> int:
@@ -83,9 +95,14 @@ def throughput(records: pd.DataFrame, duration_s: float, bin_s: float = 1.0) -> 
     recv_bin = np.floor(recv / bin_s).astype(np.int64)
     recv_bin = recv_bin[recv_bin < n_bins]
     received = np.bincount(recv_bin, minlength=n_bins)
+    return throughput_frame(grid, received, np.arange(n_bins) * float(bin_s), float(bin_s))
+
+
+def throughput_frame(grid: np.ndarray, received: np.ndarray, starts: np.ndarray, width: float) -> pd.DataFrame:
+    """The THROUGHPUT frame from attempts per (bin, outcome code) and deliveries per bin by receive time."""
     data: dict[str, np.ndarray] = {
-        "bin_start_at": np.arange(n_bins) * float(bin_s),
-        "bin_s": np.full(n_bins, float(bin_s)),
+        "bin_start_at": starts,
+        "bin_s": np.full(starts.size, width),
         "published_n": grid.sum(axis=1).astype(np.int64),
         "delivered_n": grid[:, Outcome.DELIVERED].astype(np.int64),
         "superseded_n": grid[:, Outcome.SUPERSEDED].astype(np.int64),
@@ -94,7 +111,7 @@ def throughput(records: pd.DataFrame, duration_s: float, bin_s: float = 1.0) -> 
         if cause in LOSS_CAUSES:
             data[f"{cause}_n"] = grid[:, i].astype(np.int64)
     data["received_n"] = received.astype(np.int64)
-    data["received_per_s"] = received / float(bin_s)
+    data["received_per_s"] = received / width
     return pd.DataFrame({c.name: data[c.name] for c in THROUGHPUT})
 
 
@@ -158,4 +175,4 @@ def format_summary(summary: pd.Series, title: str = "", columns: tuple[Column, .
     return "\n".join(lines)
 
 
-__all__ = ["summarize", "throughput", "confidence_intervals", "t_interval", "format_summary"]
+__all__ = ["summarize", "summary_series", "throughput", "throughput_frame", "confidence_intervals", "t_interval", "format_summary"]

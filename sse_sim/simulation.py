@@ -11,7 +11,6 @@ from .metrics import confidence_intervals
 from .results import SimulationResult
 from .scenario import Scenario, as_scenario
 
-
 #: With ``records="auto"``, records are kept up to this many (event, client) attempts.
 AUTO_RECORDS_MAX_ATTEMPTS = 20_000_000
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +14,6 @@ from sse_sim.metrics import throughput
 from sse_sim.simulation import simulate
 from sse_sim.tables import check_frame
 from sse_sim.workload import PLAYER_CHUNK
-
-from pathlib import Path
 
 # Shipped scenarios cut to seconds of run time (dotted overrides); the small ones run whole
 CUTS = {
@@ -302,3 +302,33 @@ def test_time_order_is_a_stable_argsort() -> None:
     burst = np.concatenate([np.repeat(rng.random(300) * 10, 40), np.zeros(100), rng.random(500) * 1e-6])
     for t in (spread, burst, np.sort(spread)[::-1].copy(), np.full(10, 2.0), np.array([1.0]), np.zeros(0)):
         np.testing.assert_array_equal(time_order(t), np.argsort(t, kind="stable"))
+
+
+def test_check_size_sweep_and_replicate_work_from_aggregates_alone(monkeypatch, capsys, tmp_path) -> None:
+    import yaml
+
+    import sse_sim.simulation as simulation
+    from sse_sim.cli import main
+    from sse_sim.sizing import size_buffer
+    from sse_sim.sweep import sweep
+
+    small = {**BLOCKED, "duration_s": 10, "population": {**BLOCKED["population"], "players_per_brand": 100}}
+    monkeypatch.setattr(simulation, "AUTO_RECORDS_MAX_ATTEMPTS", 0)  # every run is "too large" for records
+    assert simulate(small, 1).records is None
+    frame = sweep(small, {"gateway.buffer_size": [5, 40]}, seeds=2, n_workers=1, progress=False)
+    assert len(frame) == 4 and (frame["attempts_n"] > 0).all()
+    # a larger buffer loses no more to overflow on the same seeds
+    by_size = frame.groupby("gateway.buffer_size")["loss_rate_disconnected_slow"].mean()
+    assert by_size[40] <= by_size[5]
+    sizing = size_buffer(small, 0.5, sizes=[5, 40], seeds=2, n_workers=1, progress=False)
+    assert sizing.buffer_size in (5, 40) and len(sizing.table) == 2
+    per_seed, ci = simulation.replicate(small, 3)
+    assert len(per_seed) == 3 and set(ci["metric"]) >= {"loss_rate", "latency_p99_s"}
+    scenario = tmp_path / "small.yaml"
+    scenario.write_text(yaml.safe_dump(small))
+    with pytest.raises(SystemExit) as broken:
+        main(["check", str(scenario), "--max-loss", "0.000001"])
+    assert broken.value.code == 1
+    with pytest.raises(SystemExit) as met:
+        main(["check", str(scenario), "--max-loss", "0.99"])
+    assert met.value.code == 0

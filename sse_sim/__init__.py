@@ -18,6 +18,7 @@ from ._version import __version__
 from .errors import EventValidationError, ScenarioError, SseSimError
 
 if _typing.TYPE_CHECKING:
+    from .aggregates import Aggregates
     from .metrics import confidence_intervals, summarize, throughput
     from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
     from .scenario import Scenario, load_scenario, scenario_json_schema
@@ -37,6 +38,7 @@ __all__ = [
     "simulate",
     "replicate",
     "SimulationResult",
+    "Aggregates",
     "sweep",
     "size_buffer",
     "SizingResult",
@@ -70,6 +72,8 @@ def __getattr__(name: str) -> _typing.Any:
         from . import sizing as module
     elif name in ("summarize", "throughput", "confidence_intervals"):
         from . import metrics as module
+    elif name == "Aggregates":
+        from . import aggregates as module
     elif name == "columns_markdown":
         from . import tables as module
     elif name in ("Outcome", "OUTCOME_LABELS", "LOSS_CAUSES"):

@@ -11,6 +11,9 @@ player's events in publish order (a numba-compiled loop). Per client it models:
 * the per-connection buffer: ``buffer_size`` events wait, ``1 + socket_buffer_events`` more
   are in flight (being written and held by socket buffers), the client drains them one at a
   time in FIFO order; so K = buffer_size + 1 in M/M/1/K terms when socket buffers are ignored;
+* optionally the same in bytes: the socket buffers hold ``socket_buffer_bytes`` of framed
+  events beyond the one being read, the queue ``gateway.buffer_bytes`` (see
+  :func:`gateway_params` for how they combine with the caps in events);
 * the overflow policies ``drop_newest``, ``drop_oldest`` and ``disconnect``;
 * the shared reader's yielding: when several events reach a connection at the same instant
   the writer can take the next one only each ``reader_yield_every`` events.
@@ -32,7 +35,7 @@ import numpy as np
 
 from .node_stage import node_arrivals
 from .records import DeliveryRows, row_layout
-from .replay_walk import LATEST, MODE_CODES, PUBSUB, STREAM, walk_replay
+from .replay_walk import LATEST, MODE_CODES, PUBSUB, STREAM, walk_replay, walk_replay_bytes
 from .scenario import HTTP1_CONNECTIONS_PER_ORIGIN, Scenario
 from .walk_steps import (
     DISCONNECTED_SLOW,
@@ -42,18 +45,33 @@ from .walk_steps import (
     LOST_REDIS_OUTPUT_LIMIT,
     POLICY_CODES,
     advance,
+    fits_in_flight,
     flush,
+    framed,
     overflow,
+    queue_accepts,
     reconnect_at,
+    refill,
     session_at,
     wrap,
     writer_may_take,
 )
-from .workload import Workload, sample_row_times, slow_client_retry_s, stream_key, stream_rng
+from .workload import (
+    SSE_FRAME_BYTES,
+    Workload,
+    sample_row_times,
+    slow_client_retry_s,
+    stream_key,
+    stream_rng,
+)
 
 # Size of the table that reconnects after a slow-client disconnect draw their subscribe
 # latency from (a bootstrap of the scenario's distribution).
 _SUB_TABLE = 4096
+
+# A byte cap that is not set: larger than any sum of framed bytes, and no int64 overflow when
+# one event's bytes are added to it.
+NO_BYTE_CAP = 2**62
 
 
 class WalkInputs(NamedTuple):
@@ -72,18 +90,26 @@ class WalkInputs(NamedTuple):
     net: np.ndarray  # per row: network latency from gateway to client
     sub_table: np.ndarray  # subscribe latencies for reconnects after a slow-client cut
     client_retry: np.ndarray  # per client: reconnect delay after a slow-client cut
+    payload_bytes: np.ndarray  # per event: JSON payload, without the SSE framing (read only under a byte cap)
 
 
 class GatewayParams(NamedTuple):
     """The scalars of the gateway model the walk applies to every connection."""
 
     buffer_size: int  # events waiting in the per-connection queue
-    inflight_cap: int  # 1 + socket_buffer_events: taken by the writer, not yet read
+    inflight_cap: int  # 1 + socket_buffer_events: taken by the writer, not yet read (see gateway_params)
     policy: int  # overflow policy, a value of POLICY_CODES
     yield_every: int  # reader_yield_every (0: the writer waits for the end of a same-instant run)
     retry_jitter_s: float  # uniform jitter added to it
     reconnect_key: np.uint64  # counter-based random key for those reconnects
     client_base: int  # global index of the walk's first client: keys those draws to the client, not the block
+    socket_buffer_bytes: int  # framed bytes in flight beyond the event being read (NO_BYTE_CAP: none)
+    buffer_bytes: int  # framed bytes queued per connection (NO_BYTE_CAP: none)
+
+    @property
+    def use_bytes(self) -> bool:
+        """Whether a byte cap applies, so the walks account bytes (their second compiled form)."""
+        return self.socket_buffer_bytes < NO_BYTE_CAP or self.buffer_bytes < NO_BYTE_CAP
 
 
 class ReplayParams(NamedTuple):
@@ -112,14 +138,15 @@ class WalkOutputs(NamedTuple):
     session_id: np.ndarray  # index of the session, -1 if none
 
 
-@numba.njit(cache=True)
-def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
+@numba.njit(cache=True, inline="always")
+def _walk_clients(inp, gw, out, c_lo, c_hi, use_bytes):  # pragma: no cover - jitted
     """Walk clients ``c_lo:c_hi``, each through its rows in publish order and its connection's buffer.
 
     Fills ``out`` (a :class:`WalkOutputs`) for those clients' rows: outcome, gateway_at
     (reached the connection), left_at (left buffer or flight: drained, evicted or flushed),
     received_at and session_id (index of the session, -1 if none). Returns the greatest number
-    of events held by any connection at once.
+    of events held by any connection at once. ``use_bytes`` is a constant of each compiled
+    form (:func:`_walk`, :func:`_walk_bytes`): with it the byte caps apply.
     """
     # unpacked once per call, not per client or row (see the note above the helpers)
     row_off = inp.row_off
@@ -134,6 +161,7 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
     drain = inp.drain
     net = inp.net
     sub_table = inp.sub_table
+    nbytes = inp.payload_bytes
     outcome = out.outcome
     gateway_at = out.gateway_at
     left_at = out.left_at
@@ -143,6 +171,8 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
     inflight_cap = gw.inflight_cap
     policy = gw.policy
     yield_every = gw.yield_every
+    sock_cap = gw.socket_buffer_bytes
+    q_cap = gw.buffer_bytes
     use_node = node_read_at.size > 0
     # one connection's ring buffers, reused from client to client
     wait = np.empty(buffer_size, np.int64)  # rows queued
@@ -170,6 +200,8 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
         n_flight = 0
         head_done = np.inf
         last_recv = -np.inf
+        fl_bytes = 0  # framed bytes in flight beyond the event being read
+        q_bytes = 0  # framed bytes queued
         conn = -1
         last_sess = -1
         conn_end = np.inf
@@ -200,13 +232,16 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
             #    finishes before the close, flush the rest.
             t_now = arr if arr == arr else p
             if conn >= 0 and conn_end <= t_now:
-                f_head, n_flight, w_head, n_wait, head_done, last_recv = advance(
+                f_head, n_flight, w_head, n_wait, head_done, last_recv, fl_bytes, q_bytes = advance(
                     conn_end, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done,
                     last_recv, drain, net, outcome, left_at, received_at,
+                    use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
                 )
                 flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
                 n_flight = 0
                 n_wait = 0
+                fl_bytes = 0
+                q_bytes = 0
                 head_done = np.inf
                 conn = -1
                 last_recv = -np.inf
@@ -243,14 +278,16 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
                 outcome[r] = LOST_IN_BUFFER
                 continue
             # 4. deliver everything the client finished reading by now
-            f_head, n_flight, w_head, n_wait, head_done, last_recv = advance(
+            f_head, n_flight, w_head, n_wait, head_done, last_recv, fl_bytes, q_bytes = advance(
                 arr, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done,
                 last_recv, drain, net, outcome, left_at, received_at,
+                use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
             )
             # 5. may the writer take from the queue after this event? (reader yields)
             can_start, run_pos = writer_may_take(arr_next == arr, run_pos, yield_every)
             # 6. enqueue, or apply the overflow policy
-            if can_start and n_wait == 0 and n_flight < inflight_cap:
+            b = framed(nbytes, event_id, r) if use_bytes else 0
+            if can_start and n_wait == 0 and n_flight < inflight_cap and fits_in_flight(use_bytes, n_flight, fl_bytes, b, sock_cap):
                 # nothing queued and a free slot: the writer takes it at once (most rows)
                 slot = wrap(f_head + n_flight, inflight_cap)
                 flight[slot] = r
@@ -258,15 +295,22 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
                 n_flight += 1
                 if n_flight == 1:
                     head_done = arr + drain[r]
-            elif n_wait < buffer_size:
+                elif use_bytes:
+                    fl_bytes += b
+            elif queue_accepts(use_bytes, n_wait, buffer_size, q_bytes, b, q_cap):
                 wait[wrap(w_head + n_wait, buffer_size)] = r
                 n_wait += 1
+                q_bytes += b
             else:
-                w_head, cut = overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at)
+                w_head, n_wait, q_bytes, cut = overflow(
+                    r, arr, wait, w_head, n_wait, policy, outcome, left_at, use_bytes, nbytes, event_id, q_bytes, q_cap
+                )
                 if cut:
                     flush(flight, f_head, n_flight, wait, w_head, n_wait, DISCONNECTED_SLOW, arr, outcome, left_at)
                     n_flight = 0
                     n_wait = 0
+                    fl_bytes = 0
+                    q_bytes = 0
                     head_done = np.inf
                     down_until = reconnect_at(arr, gw.client_base + c, n_cuts, inp.client_retry[c], sub_table, gw)
                     cut_at = arr
@@ -274,26 +318,36 @@ def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
                     conn = -1
                     continue
             if can_start:
-                while n_flight < inflight_cap and n_wait > 0:
-                    w = wait[w_head]
-                    w_head = wrap(w_head + 1, buffer_size)
-                    n_wait -= 1
-                    slot = wrap(f_head + n_flight, inflight_cap)
-                    flight[slot] = w
-                    enter[slot] = arr
-                    n_flight += 1
-                    if n_flight == 1:
-                        head_done = arr + drain[w]
+                idle = n_flight == 0
+                n_flight, w_head, n_wait, fl_bytes, q_bytes = refill(
+                    arr, flight, enter, wait, f_head, n_flight, w_head, n_wait,
+                    use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
+                )
+                if idle and n_flight > 0:
+                    head_done = arr + drain[flight[f_head]]
             held = n_flight + n_wait
             if held > max_held:
                 max_held = held
         # end of the run: the last connection stays open unless it was scripted to close
-        f_head, n_flight, w_head, n_wait, head_done, last_recv = advance(
+        f_head, n_flight, w_head, n_wait, head_done, last_recv, fl_bytes, q_bytes = advance(
             conn_end, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done,
             last_recv, drain, net, outcome, left_at, received_at,
+            use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
         )
         flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
     return max_held
+
+
+@numba.njit(cache=True)
+def _walk(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
+    """The pub/sub walk without byte caps (see :func:`_walk_clients`): no byte is counted."""
+    return _walk_clients(inp, gw, out, c_lo, c_hi, False)
+
+
+@numba.njit(cache=True)
+def _walk_bytes(inp, gw, out, c_lo, c_hi):  # pragma: no cover - jitted
+    """The pub/sub walk under ``socket_buffer_bytes`` or ``gateway.buffer_bytes`` (see :func:`_walk_clients`)."""
+    return _walk_clients(inp, gw, out, c_lo, c_hi, True)
 
 
 def run_engine(
@@ -338,17 +392,9 @@ def run_engine(
         net=net,
         sub_table=sub_table,
         client_retry=slow_client_retry_s(scenario, w),
+        payload_bytes=w.payload_bytes,
     )
-    g = scenario.gateway
-    gw = GatewayParams(
-        buffer_size=int(g.buffer_size),
-        inflight_cap=int(1 + scenario.clients.socket_buffer_events),
-        policy=int(POLICY_CODES[g.overflow_policy]),
-        yield_every=int(g.reader_yield_every),
-        retry_jitter_s=float(scenario.disconnects.retry_jitter_s),
-        reconnect_key=stream_key(w.seed, "reconnect_delay"),
-        client_base=int(w.client_base),
-    )
+    gw = gateway_params(scenario, w, row_off)
     out = WalkOutputs(
         outcome=np.empty(n_rows, np.int8),
         gateway_at=np.empty(n_rows, np.float64),
@@ -362,9 +408,9 @@ def run_engine(
     for c_lo in range(0, n_clients, step):
         c_hi = min(c_lo + step, n_clients)
         if rp is None:
-            _walk(inp, gw, out, c_lo, c_hi)
+            (_walk_bytes if gw.use_bytes else _walk)(inp, gw, out, c_lo, c_hi)
         else:
-            walk_replay(inp, gw, rp, out, c_lo, c_hi)
+            (walk_replay_bytes if gw.use_bytes else walk_replay)(inp, gw, rp, out, c_lo, c_hi)
         if progress is not None:
             progress(int(row_off[c_hi] - row_off[c_lo]))
     _browser_connections(scenario, w, row_off, client_id, out, None if rp is None else rp.replayed)
@@ -377,6 +423,40 @@ def run_engine(
         received_at=out.received_at,
         session_id=out.session_id,
         replayed=None if rp is None else rp.replayed,
+    )
+
+
+def gateway_params(scenario: Scenario, w: Workload, row_off: np.ndarray) -> GatewayParams:
+    """The gateway model's scalars for a workload, with the caps in events and in bytes combined.
+
+    In flight: the event being read always takes one slot. Beyond it the socket buffers hold
+    ``clients.socket_buffer_events`` events, or with ``clients.socket_buffer_bytes`` the events
+    whose framed bytes fit in it; with both, both apply and the writer stops at whichever it
+    reaches first. ``socket_buffer_events: 0`` (its default) with ``socket_buffer_bytes`` means
+    no cap in events: the bytes alone decide. The queue: ``gateway.buffer_size`` events and,
+    with ``gateway.buffer_bytes``, at most that many framed bytes (an empty queue takes any one
+    event), as the real gateway's ``max_queue_bytes``.
+    """
+    g = scenario.gateway
+    cl = scenario.clients
+    inflight_cap = 1 + int(cl.socket_buffer_events)
+    if cl.socket_buffer_bytes is not None:
+        # the flight ring's size: as many events as the bytes can hold, at the workload's
+        # smallest, and never more than a client has rows
+        smallest = int(w.payload_bytes.min()) + SSE_FRAME_BYTES if w.payload_bytes.size else 1
+        most_rows = int(np.diff(row_off).max()) if row_off.size > 1 else 0
+        by_bytes = 1 + min(int(cl.socket_buffer_bytes) // smallest, most_rows)
+        inflight_cap = by_bytes if cl.socket_buffer_events == 0 else min(inflight_cap, by_bytes)
+    return GatewayParams(
+        buffer_size=int(g.buffer_size),
+        inflight_cap=inflight_cap,
+        policy=int(POLICY_CODES[g.overflow_policy]),
+        yield_every=int(g.reader_yield_every),
+        retry_jitter_s=float(scenario.disconnects.retry_jitter_s),
+        reconnect_key=stream_key(w.seed, "reconnect_delay"),
+        client_base=int(w.client_base),
+        socket_buffer_bytes=NO_BYTE_CAP if cl.socket_buffer_bytes is None else int(cl.socket_buffer_bytes),
+        buffer_bytes=NO_BYTE_CAP if g.buffer_bytes is None else int(g.buffer_bytes),
     )
 
 
@@ -439,4 +519,4 @@ def replay_params(scenario: Scenario, w: Workload, n_rows: int, always: bool = F
     )
 
 
-__all__ = ["run_engine", "replay_params", "POLICY_CODES", "WalkInputs", "GatewayParams", "WalkOutputs", "ReplayParams"]
+__all__ = ["run_engine", "replay_params", "gateway_params", "NO_BYTE_CAP", "POLICY_CODES", "WalkInputs", "GatewayParams", "WalkOutputs", "ReplayParams"]

@@ -20,7 +20,9 @@ live events that arrive meanwhile queue behind it. Live ``latest`` events replac
 value of the same type in the queue, in its place, and the replaced one is ``superseded``.
 
 With every event type under ``pubsub`` this walk gives the engine's pub/sub walk, row for row
-(a test checks it on every shipped scenario).
+(a test checks it on every shipped scenario), byte caps included: a replay is not held to
+``gateway.buffer_bytes`` either, but its events count against ``clients.socket_buffer_bytes``
+once the writer takes them.
 """
 
 from __future__ import annotations
@@ -36,9 +38,13 @@ from .walk_steps import (
     LOST_IN_BUFFER,
     LOST_REDIS_OUTPUT_LIMIT,
     arrival_instants,
+    fits_in_flight,
     flush,
+    framed,
     overflow,
+    queue_accepts,
     reconnect_at,
+    refill,
     wrap,
     writer_may_take,
 )
@@ -52,28 +58,34 @@ SUPERSEDED = np.int8(Outcome.SUPERSEDED)
 
 
 @numba.njit(cache=True, inline="always")
-def _refill(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep):  # pragma: no cover
-    """The writer takes into the free flight slots at ``t``: the replay first, then the queue."""
+def _refill(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep, use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap):  # pragma: no cover
+    """The writer takes into the free flight slots at ``t``: the replay first, then the queue (:func:`~sse_sim.walk_steps.refill`)."""
     inflight_cap = flight.size
-    buffer_size = wait.size
-    while n_flight < inflight_cap and (n_rep > 0 or n_wait > 0):
-        if n_rep > 0:
-            w = rep[p_head]
+    # one way out of the loop (no break), as in refill
+    fits = True
+    while fits and n_flight < inflight_cap and n_rep > 0:
+        w = rep[p_head]
+        if use_bytes:
+            b = framed(nbytes, event_id, w)
+            fits = fits_in_flight(use_bytes, n_flight, fl_bytes, b, sock_cap)
+            if fits and n_flight > 0:
+                fl_bytes += b
+        if fits:
             p_head += 1
             n_rep -= 1
-        else:
-            w = wait[w_head]
-            w_head = wrap(w_head + 1, buffer_size)
-            n_wait -= 1
-        slot = wrap(f_head + n_flight, inflight_cap)
-        flight[slot] = w
-        enter[slot] = t
-        n_flight += 1
-    return n_flight, w_head, n_wait, p_head, n_rep
+            slot = wrap(f_head + n_flight, inflight_cap)
+            flight[slot] = w
+            enter[slot] = t
+            n_flight += 1
+    if n_rep == 0:
+        n_flight, w_head, n_wait, fl_bytes, q_bytes = refill(
+            t, flight, enter, wait, f_head, n_flight, w_head, n_wait, use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap
+        )
+    return n_flight, w_head, n_wait, p_head, n_rep, fl_bytes, q_bytes
 
 
 @numba.njit(cache=True, inline="always")
-def _advance_replay(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv, drain, net, outcome, left_at, received_at):  # pragma: no cover
+def _advance_replay(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv, drain, net, outcome, left_at, received_at, use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap):  # pragma: no cover
     """Deliver every event the client finishes reading by ``t``; the writer refills from the replay, then the queue."""
     inflight_cap = flight.size
     while n_flight > 0 and head_done <= t:
@@ -88,15 +100,19 @@ def _advance_replay(t, flight, enter, wait, rep, f_head, n_flight, w_head, n_wai
         last_recv = rv
         f_head = wrap(f_head + 1, inflight_cap)
         n_flight -= 1
-        n_flight, w_head, n_wait, p_head, n_rep = _refill(
-            head_done, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep
+        if use_bytes and n_flight > 0:
+            # the next one is being read now: its bytes leave the socket buffers' count
+            fl_bytes -= framed(nbytes, event_id, flight[f_head])
+        n_flight, w_head, n_wait, p_head, n_rep, fl_bytes, q_bytes = _refill(
+            head_done, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep,
+            use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
         )
         if n_flight > 0:
             st = enter[f_head] if enter[f_head] > head_done else head_done
             head_done = st + drain[flight[f_head]]
         else:
             head_done = np.inf
-    return f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv
+    return f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv, fl_bytes, q_bytes
 
 
 @numba.njit(cache=True)
@@ -165,7 +181,7 @@ def _missed(r0, r, ts, session, event_id, published_at, ev_mode, ev_type, ev_sco
 
 @numba.njit(cache=True)
 def _conflate(r, arr, ev_type, event_id, wait, w_head, n_wait, outcome, left_at):  # pragma: no cover
-    """A live ``latest`` row takes the place of a pending value of its type; True if it did."""
+    """A live ``latest`` row takes the place of a pending value of its type; the row it replaced, or -1."""
     k = ev_type[event_id[r]]
     for i in range(n_wait):
         slot = wrap(w_head + i, wait.size)
@@ -174,8 +190,8 @@ def _conflate(r, arr, ev_type, event_id, wait, w_head, n_wait, outcome, left_at)
             outcome[old] = SUPERSEDED
             left_at[old] = arr
             wait[slot] = r
-            return True
-    return False
+            return old
+    return -1
 
 
 @numba.njit(cache=True, inline="always")
@@ -193,12 +209,14 @@ def _next_subscription(sess_sub, sess_dis, nxt, s_end, down_until):  # pragma: n
     return np.inf, -1, nxt
 
 
-@numba.njit(cache=True)
-def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
+@numba.njit(cache=True, inline="always")
+def _walk_replay_clients(inp, gw, rp, out, c_lo, c_hi, use_bytes):  # pragma: no cover - jitted
     """Walk clients ``c_lo:c_hi`` under stream/latest delivery; fills ``out`` like the pub/sub walk.
 
     ``rp`` is a :class:`~sse_sim.engine.ReplayParams`. Returns the greatest number of events
-    held by any connection at once (queue, flight and replay).
+    held by any connection at once (queue, flight and replay). ``use_bytes`` is a constant of
+    each compiled form (:func:`walk_replay`, :func:`walk_replay_bytes`): with it the byte caps
+    apply.
     """
     row_off = inp.row_off
     event_id = inp.event_id
@@ -210,6 +228,7 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
     sess_dis = inp.sess_dis
     drain = inp.drain
     net = inp.net
+    nbytes = inp.payload_bytes
     outcome = out.outcome
     gateway_at = out.gateway_at
     left_at = out.left_at
@@ -222,6 +241,8 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
     inflight_cap = gw.inflight_cap
     policy = gw.policy
     yield_every = gw.yield_every
+    sock_cap = gw.socket_buffer_bytes
+    q_cap = gw.buffer_bytes
     use_node = node_read_at.size > 0
     wait = np.empty(buffer_size, np.int64)
     flight = np.empty(inflight_cap, np.int64)
@@ -256,6 +277,8 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
         n_flight = 0
         p_head = 0
         n_rep = 0
+        fl_bytes = 0  # framed bytes in flight beyond the event being read
+        q_bytes = 0  # framed bytes queued
         head_done = np.inf
         last_recv = -np.inf
         run_pos = 0
@@ -273,9 +296,10 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
             #    drain what finishes before the close, flush the rest
             t_close = t_now if t_now < pend_t else pend_t
             if conn >= 0 and conn_end <= t_close:
-                f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv = _advance_replay(
+                f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv, fl_bytes, q_bytes = _advance_replay(
                     conn_end, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep,
                     head_done, last_recv, drain, net, outcome, left_at, received_at,
+                    use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
                 )
                 flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
                 for k in range(n_rep):
@@ -284,6 +308,8 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                 n_flight = 0
                 n_wait = 0
                 n_rep = 0
+                fl_bytes = 0
+                q_bytes = 0
                 head_done = np.inf
                 prev_s = conn
                 prev_from = conn_from
@@ -310,14 +336,17 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                 n_wait = 0
                 f_head = 0
                 n_flight = 0
+                fl_bytes = 0
+                q_bytes = 0
                 n_rep = _missed(
                     r0, r, ts, s, event_id, published_at, ev_mode, ev_type, rp.ev_scount, rp.has_stream,
                     rp.n_latest, rp.history_size, rp.history_ttl_s, rp.max_replay, outcome, gateway_at,
                     left_at, received_at, session_id, replayed, rep, type_state,
                 )
                 p_head = 0
-                n_flight, w_head, n_wait, p_head, n_rep = _refill(
-                    ts, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep
+                n_flight, w_head, n_wait, p_head, n_rep, fl_bytes, q_bytes = _refill(
+                    ts, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep,
+                    use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
                 )
                 head_done = ts + drain[flight[f_head]] if n_flight > 0 else np.inf
                 if n_flight + n_rep > max_held:
@@ -361,20 +390,30 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                 r += 1
                 continue
             # 5. deliver everything the client finished reading by now
-            f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv = _advance_replay(
+            f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv, fl_bytes, q_bytes = _advance_replay(
                 arr, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep,
                 head_done, last_recv, drain, net, outcome, left_at, received_at,
+                use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
             )
             same_instant = r + 1 < r1 and gateway_at[r + 1] == arr
             can_start, run_pos = writer_may_take(same_instant, run_pos, yield_every)
             # 6. conflate, enqueue, or apply the overflow policy
-            if ev_mode[event_id[r]] == LATEST and n_wait > 0 and _conflate(r, arr, ev_type, event_id, wait, w_head, n_wait, outcome, left_at):
-                pass
-            elif n_wait < buffer_size:
+            b = framed(nbytes, event_id, r) if use_bytes else 0
+            replaced = -1
+            if ev_mode[event_id[r]] == LATEST and n_wait > 0:
+                replaced = _conflate(r, arr, ev_type, event_id, wait, w_head, n_wait, outcome, left_at)
+            if replaced >= 0:
+                # in its place, whatever its size, as the real gateway does
+                if use_bytes:
+                    q_bytes += b - framed(nbytes, event_id, replaced)
+            elif queue_accepts(use_bytes, n_wait, buffer_size, q_bytes, b, q_cap):
                 wait[wrap(w_head + n_wait, buffer_size)] = r
                 n_wait += 1
+                q_bytes += b
             else:
-                w_head, cut = overflow(r, arr, wait, w_head, n_wait, policy, outcome, left_at)
+                w_head, n_wait, q_bytes, cut = overflow(
+                    r, arr, wait, w_head, n_wait, policy, outcome, left_at, use_bytes, nbytes, event_id, q_bytes, q_cap
+                )
                 if cut:
                     flush(flight, f_head, n_flight, wait, w_head, n_wait, DISCONNECTED_SLOW, arr, outcome, left_at)
                     for k in range(n_rep):
@@ -383,6 +422,8 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                     n_flight = 0
                     n_wait = 0
                     n_rep = 0
+                    fl_bytes = 0
+                    q_bytes = 0
                     head_done = np.inf
                     down_until = reconnect_at(arr, gw.client_base + c, n_cuts, inp.client_retry[c], inp.sub_table, gw)
                     cut_s = conn
@@ -397,8 +438,9 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
                     continue
             if can_start:
                 idle = n_flight == 0
-                n_flight, w_head, n_wait, p_head, n_rep = _refill(
-                    arr, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep
+                n_flight, w_head, n_wait, p_head, n_rep, fl_bytes, q_bytes = _refill(
+                    arr, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep,
+                    use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
                 )
                 if idle and n_flight > 0:
                     head_done = arr + drain[flight[f_head]]
@@ -408,9 +450,10 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
             r += 1
         # end of the run: the last connection stays open unless it was scripted to close
         if conn >= 0:
-            f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv = _advance_replay(
+            f_head, n_flight, w_head, n_wait, p_head, n_rep, head_done, last_recv, fl_bytes, q_bytes = _advance_replay(
                 conn_end, flight, enter, wait, rep, f_head, n_flight, w_head, n_wait, p_head, n_rep,
                 head_done, last_recv, drain, net, outcome, left_at, received_at,
+                use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
             )
             flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
             for k in range(n_rep):
@@ -419,4 +462,16 @@ def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
     return max_held
 
 
-__all__ = ["walk_replay", "MODE_CODES", "PUBSUB", "STREAM", "LATEST"]
+@numba.njit(cache=True)
+def walk_replay(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
+    """The stream/latest walk without byte caps (see :func:`_walk_replay_clients`): no byte is counted."""
+    return _walk_replay_clients(inp, gw, rp, out, c_lo, c_hi, False)
+
+
+@numba.njit(cache=True)
+def walk_replay_bytes(inp, gw, rp, out, c_lo, c_hi):  # pragma: no cover - jitted
+    """The stream/latest walk under ``socket_buffer_bytes`` or ``gateway.buffer_bytes`` (see :func:`_walk_replay_clients`)."""
+    return _walk_replay_clients(inp, gw, rp, out, c_lo, c_hi, True)
+
+
+__all__ = ["walk_replay", "walk_replay_bytes", "MODE_CODES", "PUBSUB", "STREAM", "LATEST"]

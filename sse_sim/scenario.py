@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -197,6 +198,13 @@ class GatewayConfig(_Strict):
         ge=1,
         description="Events waiting per connection; one more may be in flight, so K = buffer_size + 1.",
     )
+    buffer_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Framed bytes (payload + 8 of SSE framing) a connection's queue holds, besides buffer_size "
+        "events: an event that would pass either meets the overflow policy, but an empty queue takes any one "
+        "event (the real gateway's --max-queue-bytes; Centrifugo's 1 MiB). null: no byte cap.",
+    )
     overflow_policy: OverflowPolicy = "drop_newest"
     keepalive_interval_s: float = Field(default=15.0, gt=0)
     reader_yield_every: int = Field(
@@ -227,6 +235,14 @@ class ClientsConfig(_Strict):
         ge=0,
         description="Events the kernel socket buffers hold beyond the gateway's queue and in-flight slot.",
     )
+    socket_buffer_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Framed bytes the kernel socket buffers hold beyond the gateway's queue and the event being "
+        "read: the writer takes the next event while it fits, so small events take less room than big ones. "
+        "With socket_buffer_events > 0 both apply, whichever is reached first; with socket_buffer_events 0 the "
+        "bytes alone decide. null: socket_buffer_events alone.",
+    )
     bandwidth_bytes_per_s: DistSpec | None = Field(
         default=None,
         description="Each client's download bandwidth (a distribution, one draw per client): an event's drain is "
@@ -254,6 +270,18 @@ class ClientsConfig(_Strict):
             total = sum(self.browsers.values())
             raise ValueError(f"browsers: shares must add up to 1 (they add up to {total:g})")
         return self
+
+    @field_validator("socket_buffer_bytes")
+    @classmethod
+    def _socket_buffers(cls, v: int | None, info: ValidationInfo) -> int | None:
+        events = info.data.get("socket_buffer_events")
+        if v == 0 and isinstance(events, int) and events > 0:
+            # the two contradict each other: no room beyond the event being read, yet some events
+            raise ValueError(
+                f"0 leaves no room for the {events} events of clients.socket_buffer_events (allowed: more "
+                "than 0 to cap those events in bytes as well, or null to count in events alone)"
+            )
+        return v
 
 
 class DisconnectWindow(_Strict):

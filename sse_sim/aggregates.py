@@ -50,6 +50,9 @@ LATENCY_BINS = 1 + _OCTAVES * LATENCY_SUB_BINS
 LATENCY_RELATIVE_ERROR = 1 / (2 * LATENCY_SUB_BINS)
 #: Per-client loss rates are counted in this many equal bins of (0, 1], plus one for exactly 0.
 CLIENT_LOSS_BINS = 1000
+#: The histogram of connections' peaks stops here: K with socket buffers counted in bytes can be
+#: far larger than any queue worth a histogram bin per event.
+PEAK_BINS = 4096
 #: How many of the clients that lost most are kept by name.
 WORST_CLIENTS = 30
 
@@ -216,19 +219,18 @@ def _fold_rows(
                 b1 = n_bins - 1
             if b1 < b0:
                 b1 = b0
-            lev = level if level < k_max else k_max
             for b in range(b0, b1 + 1):
                 if b != cur_bin:
                     if cur_bin >= 0:
-                        peak_hist[cur_bin, cur_peak] += 1
+                        peak_hist[cur_bin, min(cur_peak, k_max)] += 1
                     cur_bin = b
                     cur_peak = 0
-                if lev > cur_peak:
-                    cur_peak = lev
-                if lev > held_max[b]:
-                    held_max[b] = lev
+                if level > cur_peak:
+                    cur_peak = level
+                if level > held_max[b]:
+                    held_max[b] = level
         if cur_bin >= 0:
-            peak_hist[cur_bin, cur_peak] += 1
+            peak_hist[cur_bin, min(cur_peak, k_max)] += 1
 
 
 @numba.njit(cache=True)

@@ -29,13 +29,13 @@ import numba
 import numpy as np
 import pandas as pd
 
-from .aggregates import Aggregates, default_bin_s
+from .aggregates import PEAK_BINS, Aggregates, default_bin_s
 from .engine import run_engine
 from .errors import SseSimError
 from .node_stage import node_stage
 from .records import records_frame, row_layout
 from .scenario import BurstPublisher, PoissonPublisher, Scenario
-from .workload import PLAYER_CHUNK, build_workload, chunk_events, n_chunks, run_tables
+from .workload import PLAYER_CHUNK, SSE_FRAME_BYTES, build_workload, chunk_events, n_chunks, run_tables
 
 #: Rows (event, client attempts) a block aims at: a few hundred megabytes while it is walked.
 BLOCK_ROWS = 4_000_000
@@ -261,7 +261,13 @@ def block_task(
 
 def empty_aggregates(sc: Scenario, event_types: Sequence[str], bin_s: float | None = None) -> Aggregates:
     """Zeroed aggregates shaped for a scenario (bins, event types, nodes, the most a connection can hold)."""
-    k_max = int(sc.gateway.buffer_size + 1 + sc.clients.socket_buffer_events)
+    cl = sc.clients
+    in_flight = 1 + cl.socket_buffer_events
+    if cl.socket_buffer_bytes is not None:
+        # the most framed events of one byte each the sockets could hold beside the one being read
+        by_bytes = 1 + cl.socket_buffer_bytes // (SSE_FRAME_BYTES + 1)
+        in_flight = by_bytes if cl.socket_buffer_events == 0 else min(in_flight, by_bytes)
+    k_max = int(min(sc.gateway.buffer_size + in_flight, PEAK_BINS))
     return Aggregates.empty(
         duration_s=sc.duration_s,
         bin_s=bin_s or default_bin_s(sc.duration_s),

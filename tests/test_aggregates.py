@@ -332,3 +332,21 @@ def test_check_size_sweep_and_replicate_work_from_aggregates_alone(monkeypatch, 
     with pytest.raises(SystemExit) as met:
         main(["check", str(scenario), "--max-loss", "0.99"])
     assert met.value.code == 0
+
+
+def test_occupancy_with_socket_buffers_in_bytes_is_not_clipped() -> None:
+    # 200 events of 130 B at once to a client reading one per 10 ms; the sockets hold 16 kB
+    spec = {
+        "duration_s": 5,
+        "population": {"players_per_brand": 1},
+        "publishers": [{"kind": "burst", "size": 200, "every_s": 100, "spacing_s": 0, "aligned": True, "payload_bytes": 130}],
+        "gateway": {"buffer_size": 50, "reader_yield_every": 1},
+        "clients": {"drain_time": 0.01, "network_latency": 0, "socket_buffer_bytes": 16384},
+        "redis": {"hop_latency": 0, "subscribe_latency": 0},
+    }
+    r = simulate(spec, 0, records=True)
+    by_records = analysis.occupancy_by_connection(r.records, r.aggregates.bin_s, workload=r.workload, duration_s=5)
+    mine = r.aggregates.occupancy_by_connection()
+    assert by_records["peak_max"].max() > 51 + 1  # more than the queue and one event in flight
+    np.testing.assert_array_equal(mine["peak_max"], by_records["peak_max"])
+    np.testing.assert_array_equal(mine["peak_p99"], by_records["peak_p99"])

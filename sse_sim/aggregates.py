@@ -480,6 +480,23 @@ class Aggregates:
         starts, width = self._edges(k)
         return throughput_frame(grid, received, starts, width)
 
+    def attempt_counts(self, bin_s: float | None = None) -> pd.DataFrame:
+        """The ``attempt_counts`` table: attempts per (time bin, outcome, event type, node), tidy, zeros left out."""
+        k = self._factor(bin_s)
+        grid = self._rebin(self.counts, k)
+        starts, width = self._edges(k)
+        b, o, t, n = np.nonzero(grid)
+        return pd.DataFrame(
+            {
+                "bin_start_at": starts[b],
+                "bin_s": np.full(b.size, width),
+                "outcome": pd.Categorical.from_codes(o, categories=list(OUTCOME_LABELS)),
+                "event_type": pd.Categorical.from_codes(t, categories=list(self.event_types) or ["none"]),
+                "node": n.astype(np.int16),
+                "attempts_n": grid[b, o, t, n].astype(np.int64),
+            }
+        )
+
     def latency_over_time(self, bin_s: float | None = None) -> pd.DataFrame:
         """The ``latency_over_time`` table: percentiles from the histogram, the largest exact."""
         k = self._factor(bin_s)

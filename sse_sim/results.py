@@ -110,6 +110,10 @@ class SimulationResult:
             return self._aggregates("disconnects_over_time()").disconnects_over_time(bin_s)
         return analysis.disconnects_over_time(self.workload, bin_s)
 
+    def attempt_counts(self, bin_s: float | None = None) -> pd.DataFrame:
+        """The ``attempt_counts`` table: attempts per (time bin, outcome, event type, node), from the aggregates."""
+        return self._aggregates("attempt_counts()").attempt_counts(bin_s)
+
     def client_loss(self) -> pd.DataFrame:
         """The ``client_loss`` table: how many clients lost what share of their attempts."""
         return self._aggregates("client_loss()").client_loss()

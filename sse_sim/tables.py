@@ -123,6 +123,15 @@ COMPARISON: tuple[Column, ...] = (
     Column("within", "bool", "", "|diff| <= tolerance (a NaN on one side only is not within; NaN on both is)."),
 )
 
+ATTEMPT_COUNTS: tuple[Column, ...] = (
+    Column("bin_start_at", "float64", "s", "Start of the time bin (by publish time)."),
+    Column("bin_s", "float64", "s", "Width of the bin: a whole multiple of the run's aggregate bins."),
+    Column("outcome", "category", "", "delivered, superseded or the loss cause."),
+    Column("event_type", "category", "", "Envelope event_type."),
+    Column("node", "int16", "", "Gateway node serving the clients."),
+    Column("attempts_n", "int64", "rows", "(Event, client) attempts published in the bin with this outcome, type and node; combinations with none are left out."),
+)
+
 CLIENT_LOSS: tuple[Column, ...] = (
     Column("loss_rate_low", "float64", "fraction", "Lower bound of the bin of per-client loss rate (exclusive; the first bin is exactly 0)."),
     Column("loss_rate_high", "float64", "fraction", "Upper bound of the bin (inclusive); 1000 equal bins of (0, 1]."),
@@ -149,6 +158,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
     "latency_cdf": LATENCY_CDF,
     "offline_windows": OFFLINE_WINDOWS,
     "disconnects_over_time": DISCONNECTS_OVER_TIME,
+    "attempt_counts": ATTEMPT_COUNTS,
     "client_loss": CLIENT_LOSS,
     "worst_clients": WORST_CLIENTS,
     "sizing": SIZING,
@@ -198,6 +208,7 @@ __all__ = [
     "LATENCY_CDF",
     "OFFLINE_WINDOWS",
     "DISCONNECTS_OVER_TIME",
+    "ATTEMPT_COUNTS",
     "CLIENT_LOSS",
     "WORST_CLIENTS",
     "SIZING",

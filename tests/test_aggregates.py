@@ -96,6 +96,11 @@ def test_aggregates_agree_with_records(name: str, scenarios_dir) -> None:
         assert _within(a, e)
     # per-client loss: the histogram counts every client once, the worst client is the records' worst
     check_frame(r.client_loss(), "client_loss")
+    counts = r.attempt_counts()
+    check_frame(counts, "attempt_counts")
+    by_records = rec.assign(b=np.floor(rec["published_at"] / agg.bin_s)).groupby(["outcome", "node"], observed=True).size()
+    by_agg = counts.groupby(["outcome", "node"], observed=True)["attempts_n"].sum()
+    pd.testing.assert_series_equal(by_agg.sort_index(), by_records.sort_index(), check_names=False)
     check_frame(r.worst_clients(), "worst_clients")
     for table, frame in (("throughput", agg.throughput()), ("latency_over_time", mine_lt), ("occupancy", agg.occupancy()),
                          ("occupancy_by_connection", mine), ("disconnects_over_time", mine_dt), ("latency_cdf", agg.latency_cdf())):

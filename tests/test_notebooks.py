@@ -22,6 +22,7 @@ EXPECTED_OUTPUT = {
     "04_buffer_sizing": ["overflow loss was 0 in every seed at buffer_size [10, 20, 50, 100, 200]", "closed form: K = 23"],
     "06_designs_side_by_side": ["designs compared: 5 on 2 workloads", "largest replay burst:", "lost_connection_limit"],
     "07_production_to_scenario": ["captured", "'kind': 'poisson'", "activity_sigma", "'kind': 'burst'"],
+    "08_platform_at_scale": ["without records: True", "share of each node's attempts lost:", "node 3:", "clients that lost nothing:"],
     "05_sim_vs_real": ["kernel socket buffers, measured:", "simulator, no socket buffers (K = 51)", "simulator, calibrated (K = "],
 }
 
@@ -42,7 +43,7 @@ def output_text(cell) -> str:
     return "".join(parts)
 
 
-def test_the_seven_notebooks_exist():
+def test_the_eight_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == [
         "01_quickstart.ipynb",
         "02_bursts.ipynb",
@@ -51,6 +52,7 @@ def test_the_seven_notebooks_exist():
         "05_sim_vs_real.ipynb",
         "06_designs_side_by_side.ipynb",
         "07_production_to_scenario.ipynb",
+        "08_platform_at_scale.ipynb",
     ]
 
 

@@ -35,7 +35,14 @@ from .errors import SseSimError
 from .node_stage import node_stage
 from .records import records_frame, row_layout
 from .scenario import BurstPublisher, PoissonPublisher, Scenario
-from .workload import PLAYER_CHUNK, SSE_FRAME_BYTES, build_workload, chunk_events, n_chunks, run_tables
+from .workload import (
+    PLAYER_CHUNK,
+    SSE_FRAME_BYTES,
+    build_workload,
+    chunk_events,
+    n_chunks,
+    run_tables,
+)
 
 #: Rows (event, client attempts) a block aims at: a few hundred megabytes while it is walked.
 BLOCK_ROWS = 4_000_000

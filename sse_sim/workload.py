@@ -641,7 +641,7 @@ def build_workload(scenario: Scenario | str | Path | dict, seed: int = 0, *, chu
         player = np.concatenate([c.player + k * PLAYER_CHUNK for k, c in enumerate(parts)]).astype(np.int32)
         sess_base = np.cumsum([0] + [c.connect_at.size for c in parts[:-1]])
         session_offsets = np.concatenate(
-            [c.session_offsets[:-1] + base for c, base in zip(parts, sess_base)] + [[int(sum(c.connect_at.size for c in parts))]]
+            [c.session_offsets[:-1] + base for c, base in zip(parts, sess_base, strict=True)] + [[int(sum(c.connect_at.size for c in parts))]]
         ).astype(np.int64)
 
     def cat(name: str, dtype) -> np.ndarray:

@@ -13,11 +13,25 @@ Tolerance rule (a metric is *within* when ``|real - sim| <= tolerance``):
   client, 1-second publish batch), ``se = sqrt(k / (k - 1) * sum (x_i - r n_i)^2) / N`` for the
   ratio estimator. The ``1 / attempts`` term is one attempt of rounding; a deterministic scenario
   has zero standard error, so its loss counts must agree to within one attempt.
-* **latency percentiles** (p50, p95, p99): ``z * sqrt(se_sim^2 + se_real^2) + latency_floor_s``,
-  where each ``se`` is the distribution-free order-statistic one (half the width of the
-  binomial index interval ``n q +- sqrt(n q (1 - q))`` mapped through the sorted sample), and
-  ``latency_floor_s`` (default 10 ms) absorbs scheduling jitter of a loaded 2-core machine: the
-  simulator knows no event-loop or thread scheduling delay, the real run has up to a few ms.
+* **latency percentiles** (p50, p95, p99): ``z * sqrt(se_sim^2 + se_real^2) + latency_floor_s
+  + jitter_q``, where each ``se`` is the distribution-free order-statistic one (half the width
+  of the binomial index interval ``n q +- sqrt(n q (1 - q))`` mapped through the sorted sample)
+  and ``latency_floor_s`` (default 10 ms) is a margin for what is not measured. ``jitter_q`` is
+  the lateness the real run measured itself (``metadata["jitter"]``, see
+  :func:`~sse_sim.real.classify.jitter`), which the simulator does not model:
+
+  - once per row, ``D``: the 99th percentile of the reader delay (publish to the gateway's queue)
+    beyond the simulator's 99th-percentile ``hop_latency``, plus the 99th percentile of the
+    clients' lateness in delivering after the network latency;
+  - per drain a row waited for, the drain slip (how much later than planned a client finished
+    an event, mean ``mu`` and standard deviation ``sigma`` over the run): a row that waited
+    behind ``n - 1`` events (``n`` drains ended between its arrival at the gateway and the end
+    of its own, counted in the real run) is late by the sum of ``n`` slips, at most
+    ``A(n) = max(n mu + z sigma sqrt(n), 0)``;
+  - ``jitter_q = D + Q_q(real) - Q_q(real - A(n))``: how far the q-quantile of the real
+    latencies moves when each row's allowance is taken off.
+
+  Without measured jitter (frames alone) ``jitter_q`` is 0.
 * ``z`` defaults to 3.29 (two-sided 99.9 %): a dozen metrics are tested at once, so a looser level
   would flag a perfectly good simulator every few runs.
 
@@ -27,8 +41,8 @@ gateway's subscriber hold, measured (:func:`~sse_sim.real.sockbuf.subscriber_ker
 the real runner caps the subscriber's reads at ``reader_rate_per_s``. The value used is in
 ``Comparison.kernel_buffer_bytes``.
 
-Socket buffers: unless the scenario sets ``clients.socket_buffer_events``, the simulator is run
-with the value measured end to end for the workload's mean payload size and the real runner's
+Socket buffers: unless the scenario sets ``clients.socket_buffer_events`` or
+``clients.socket_buffer_bytes``, the simulator is run with the value measured end to end for the workload's mean payload size and the real runner's
 buffer settings (:func:`~sse_sim.real.sockbuf.gateway_socket_buffer_events`); the value used is
 in ``Comparison.socket_buffer_events``.
 """
@@ -51,7 +65,7 @@ from .scenario import Scenario, as_scenario
 from .simulation import simulate
 from .tables import COMPARISON
 
-__all__ = ["compare", "Comparison", "COMPARISON", "comparison_table"]
+__all__ = ["compare", "Comparison", "COMPARISON", "comparison_table", "pool_jitter", "queue_depth"]
 
 LATENCY_METRICS = (("latency_p50_s", 0.50), ("latency_p95_s", 0.95), ("latency_p99_s", 0.99))
 BATCH_S = 1.0
@@ -70,6 +84,8 @@ class Comparison:
     socket_buffer_events: int
     kernel_buffer_bytes: int = 0
     """The simulator's ``redis.output_buffer.kernel_buffer_bytes`` (given or measured; 0 without a limit)."""
+    jitter: dict[str, dict[str, float]] | None = None
+    """The real runs' measured lateness, pooled over seeds (:func:`pool_jitter`); None when the latency tolerance did not use it."""
     sims: list[SimulationResult] = field(default_factory=list, repr=False)
     reals: list[SimulationResult] = field(default_factory=list, repr=False)
 
@@ -96,6 +112,13 @@ class Comparison:
             lines.append(
                 f"  {row.metric:<34} {fmt(row.sim):>12} {fmt(row.real):>12} {fmt(row.diff):>12} "
                 f"{fmt(row.tolerance):>12}  {'yes' if row.within else 'NO'}"
+            )
+        if self.jitter is not None:
+            slip, reader, late = (self.jitter[k] for k in ("drain_slip_s", "reader_delay_s", "receive_late_s"))
+            lines.append(
+                f"  real-run jitter: drain slip mean {slip['mean'] * 1000:.2f} ms, sd {slip['sd'] * 1000:.2f} ms, "
+                f"p99 {slip['p99'] * 1000:.2f} ms ({slip['n']} events); reader delay p99 {reader['p99'] * 1000:.2f} ms; "
+                f"delivery lateness p99 {late['p99'] * 1000:.2f} ms"
             )
         lines.append("AGREE" if self.ok else "DISAGREE: " + ", ".join(self.failed))
         return "\n".join(lines)
@@ -139,12 +162,77 @@ def _quantile_se(values: np.ndarray, q: float) -> float:
     return float((s[hi] - s[lo]) / 2)
 
 
+def pool_jitter(jitters: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """One summary of several real runs' ``metadata["jitter"]``: counts, means and standard deviations pooled; percentiles and maxima the largest."""
+    out: dict[str, dict[str, float]] = {}
+    for key in jitters[0]:
+        parts = [j[key] for j in jitters if j[key]["n"] > 0]
+        n = sum(int(p["n"]) for p in parts)
+        if n == 0:
+            out[key] = dict(jitters[0][key])
+            continue
+        mean = sum(p["n"] * p["mean"] for p in parts) / n
+        within = sum((p["n"] - 1) * p["sd"] ** 2 for p in parts)
+        between = sum(p["n"] * (p["mean"] - mean) ** 2 for p in parts)
+        pooled = {"n": n, "mean": mean, "sd": math.sqrt((within + between) / (n - 1)) if n > 1 else 0.0}
+        pooled.update({q: max(p[q] for p in parts) for q in ("p50", "p90", "p99", "max")})
+        out[key] = pooled
+    return out
+
+
+def queue_depth(records: pd.DataFrame) -> np.ndarray:
+    """Per row, how many drains its latency spans: the client's reads that ended after it reached the gateway, up to and including its own (NaN unless delivered).
+
+    Rows are grouped by (``_seed``, ``client_id``); a row that found its client idle counts 1.
+    """
+    depth = np.full(len(records), np.nan)
+    left = records["left_at"].to_numpy(dtype=np.float64)
+    arrived = records["gateway_at"].to_numpy(dtype=np.float64)
+    ok = (records["outcome"].cat.codes.to_numpy() == Outcome.DELIVERED) & np.isfinite(left) & np.isfinite(arrived)
+    if not ok.any():
+        return depth
+    seed = records["_seed"].to_numpy()[ok] if "_seed" in records.columns else np.zeros(int(ok.sum()), np.int64)
+    _, group = np.unique(np.stack([seed.astype(np.int64), records["client_id"].to_numpy()[ok].astype(np.int64)]), axis=1, return_inverse=True)
+    left, arrived = left[ok], np.fmin(arrived[ok], left[ok])
+    # one sorted axis for every group: each group's instants shifted past the previous group's
+    span = float(left.max() - arrived.min()) + 1.0
+    base = group.reshape(-1).astype(np.float64) * span - float(arrived.min())
+    ends = np.sort(base + left)
+    depth[ok] = np.searchsorted(ends, base + left, "right") - np.searchsorted(ends, base + arrived, "right")
+    return depth
+
+
+def _jitter_allowance(sim: pd.DataFrame, real: pd.DataFrame, jitter: dict[str, dict[str, float]], q: float, z: float) -> float:
+    """``jitter_q`` of the tolerance rule (module docstring): the measured lateness a real q-quantile may carry."""
+    sim_hop = (sim["gateway_at"] - sim["published_at"]).to_numpy(dtype=np.float64)
+    sim_hop = sim_hop[np.isfinite(sim_hop)]
+    hop_p99 = float(np.quantile(sim_hop, 0.99)) if sim_hop.size else 0.0
+    once = max(jitter["reader_delay_s"]["p99"] - hop_p99, 0.0) + max(jitter["receive_late_s"]["p99"], 0.0)
+    lat = real["latency_s"].to_numpy(dtype=np.float64)
+    n = queue_depth(real)
+    keep = np.isfinite(lat) & np.isfinite(n)
+    if not keep.any():
+        return once
+    lat, n = lat[keep], n[keep]
+    slip = jitter["drain_slip_s"]
+    allowance = np.maximum(n * slip["mean"] + z * slip["sd"] * np.sqrt(n), 0.0)
+    return once + float(np.quantile(lat, q) - np.quantile(lat - allowance, q))
+
+
 def comparison_table(
-    sim: pd.DataFrame, real: pd.DataFrame, *, z: float = 3.29, latency_floor_s: float = 0.010
+    sim: pd.DataFrame,
+    real: pd.DataFrame,
+    *,
+    z: float = 3.29,
+    latency_floor_s: float = 0.010,
+    jitter: dict[str, dict[str, float]] | None = None,
 ) -> pd.DataFrame:
     """The comparison table of two record frames of the same workload (columns: COMPARISON).
 
     Both frames may hold several seeds, told apart by a ``_seed`` column (absent: one seed).
+    ``jitter``: the real run's measured lateness (``metadata["jitter"]``, or :func:`pool_jitter`
+    of several), which widens the latency tolerances as the module docstring says; None: the
+    floor alone.
     """
     frames = []
     for f in (sim, real):
@@ -165,7 +253,8 @@ def comparison_table(
         s_val = float(np.quantile(s_lat, q)) if s_lat.size else math.nan
         r_val = float(np.quantile(r_lat, q)) if r_lat.size else math.nan
         se = math.hypot(_quantile_se(s_lat, q), _quantile_se(r_lat, q))
-        rows.append((name, s_val, r_val, z * se + latency_floor_s))
+        measured = _jitter_allowance(sim, real, jitter, q, z) if jitter is not None else 0.0
+        rows.append((name, s_val, r_val, z * se + latency_floor_s + measured))
     table = pd.DataFrame(rows, columns=["metric", "sim", "real", "tolerance"])
     table["diff"] = table["real"] - table["sim"]
     both_nan = table["sim"].isna() & table["real"].isna()
@@ -211,13 +300,16 @@ def compare(
     z: float = 3.29,
     latency_floor_s: float = 0.010,
     calibrate_socket_buffers: bool = True,
+    measured_jitter: bool = True,
     **run_options: Any,
 ) -> Comparison:
     """Run the simulator and real mode on the same slice and seed(s); tabulate them with tolerances.
 
     ``seeds``: an int n (seeds ``seed .. seed + n - 1``) or a list; several seeds pool their
-    records, which narrows the tolerance on random scenarios. ``run_options`` go to
-    :func:`~sse_sim.real.runner.run_real` (for example ``time_scale``, ``send_buffer_bytes``).
+    records, which narrows the tolerance on random scenarios. ``measured_jitter``: widen the
+    latency tolerances by the lateness the real runs measured (False: the fixed floor alone).
+    ``run_options`` go to :func:`~sse_sim.real.runner.run_real` (for example ``time_scale``,
+    ``send_buffer_bytes``).
     """
     sc, _ = prepare_scenario(as_scenario(scenario), duration_s=duration_s, max_players=max_players, start_s=start_s)
     if seeds is None:
@@ -227,7 +319,8 @@ def compare(
     else:
         seed_list = [int(s) for s in seeds]
     socket_events = int(sc.clients.socket_buffer_events)
-    if calibrate_socket_buffers and socket_events == 0:
+    # a scenario that counts its sockets in bytes has said what they hold: no count in events on top
+    if calibrate_socket_buffers and socket_events == 0 and sc.clients.socket_buffer_bytes is None:
 
         probe = simulate(sc, seed_list[0])
         socket_events = gateway_socket_buffer_events(
@@ -258,7 +351,8 @@ def compare(
         sims.append(simulate(sim_sc, s))
     sim_frame = pd.concat([r.records.assign(_seed=s) for r, s in zip(sims, seed_list, strict=True)], ignore_index=True)
     real_frame = pd.concat([r.records.assign(_seed=s) for r, s in zip(reals, seed_list, strict=True)], ignore_index=True)
-    table = comparison_table(sim_frame, real_frame, z=z, latency_floor_s=latency_floor_s)
+    jitter = pool_jitter([r.metadata["jitter"] for r in reals]) if measured_jitter else None
+    table = comparison_table(sim_frame, real_frame, z=z, latency_floor_s=latency_floor_s, jitter=jitter)
     return Comparison(
         table=table,
         sim=sims[0],
@@ -268,6 +362,7 @@ def compare(
         seeds=tuple(seed_list),
         socket_buffer_events=socket_events,
         kernel_buffer_bytes=kernel_bytes,
+        jitter=jitter,
         sims=sims,
         reals=reals,
     )

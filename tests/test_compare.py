@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sse_sim.compare import compare, comparison_table
+from sse_sim.compare import compare, comparison_table, pool_jitter, queue_depth
 from sse_sim.outcomes import LOSS_CAUSES
 from sse_sim.tables import TABLES, check_frame
 
@@ -55,6 +55,81 @@ def test_tolerance_rule_flags_a_real_difference() -> None:
     assert same["within"].all() and (same["diff"].fillna(0) == 0).all()
 
 
+def _jitter(slip_mean: float, slip_sd: float, reader_p99: float = 0.0, late_p99: float = 0.0, n: int = 53) -> dict:
+    def dist(mean: float, sd: float, p99: float) -> dict:
+        return {"n": n, "mean": mean, "sd": sd, "p50": mean, "p90": p99, "p99": p99, "max": p99}
+
+    return {
+        "drain_slip_s": dist(slip_mean, slip_sd, slip_mean + 3 * slip_sd),
+        "timer_late_s": dist(0.0, 0.0, 0.0),
+        "receive_late_s": dist(late_p99, 0.0, late_p99),
+        "reader_delay_s": dist(reader_p99, 0.0, reader_p99),
+    }
+
+
+def _late_burst(sim: pd.DataFrame, per_event_s: float, once_s: float = 0.0) -> pd.DataFrame:
+    """The burst's records with each delivered event i finishing (i + 1) * per_event_s + once_s later."""
+    real = sim.copy()
+    delivered = real["outcome"] == "delivered"
+    shift = (real.loc[delivered, "event_id"] + 1) * per_event_s + once_s
+    for col in ("left_at", "received_at", "latency_s"):
+        real.loc[delivered, col] += shift
+    return real
+
+
+def test_queue_depth_counts_the_drains_a_row_waited_for(scenarios_dir) -> None:
+    from sse_sim.simulation import simulate
+
+    burst = simulate(scenarios_dir / "real_burst_exact.yaml", 0).records
+    depth = queue_depth(burst)
+    # the whole burst reached the gateway before the first read ended: event i waited for i drains
+    assert depth[:53].tolist() == list(range(1, 54))
+    assert np.isnan(depth[53:]).all()  # dropped: no latency
+    sparse = simulate({"duration_s": 5, "population": {"players_per_brand": 3},
+                       "publishers": [{"kind": "poisson", "rate_per_player_per_s": 2}]}, 0).records
+    assert (queue_depth(sparse) == 1).all()  # 2 events/s against 1 ms drains: never a queue
+
+
+def test_pool_jitter_pools_counts_means_and_deviations() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.001, 0.0005, 40), rng.normal(0.004, 0.002, 60)
+
+    def summary(x: np.ndarray) -> dict:
+        return {"n": x.size, "mean": x.mean(), "sd": x.std(ddof=1), "p50": np.median(x),
+                "p90": np.quantile(x, 0.9), "p99": np.quantile(x, 0.99), "max": x.max()}
+
+    pooled = pool_jitter([{"drain_slip_s": summary(a)}, {"drain_slip_s": summary(b)}])["drain_slip_s"]
+    both = np.concatenate([a, b])
+    assert pooled["n"] == 100
+    assert pooled["mean"] == pytest.approx(both.mean())
+    assert pooled["sd"] == pytest.approx(both.std(ddof=1))
+    assert pooled["p99"] == max(np.quantile(a, 0.99), np.quantile(b, 0.99))
+
+
+def test_latency_tolerance_allows_the_measured_slip_and_no_more(scenarios_dir) -> None:
+    from sse_sim.simulation import simulate
+
+    sim = simulate(scenarios_dir / "real_burst_exact.yaml", 0).records
+    # A loaded run: every drain 4 ms late, the first read 15 ms late. Event 52 arrives 227 ms
+    # after the simulator's, outside the fixed floor's tolerance (about 130 ms at p99) ...
+    loaded = _late_burst(sim, 0.004, 0.015)
+    fixed = comparison_table(sim, loaded).set_index("metric")
+    assert not fixed.loc["latency_p99_s", "within"]
+    # ... and within it once the run's measured lateness is accounted for
+    measured = comparison_table(sim, loaded, jitter=_jitter(0.004, 0.001, reader_p99=0.015)).set_index("metric")
+    assert measured["within"].all(), measured
+    # A real difference: drains 10 % slower than the model (5 ms per event) while the run
+    # measured itself on time (idle slips of 0.2 ms): still flagged at p99 (53 latencies 50 ms
+    # apart leave p50 and p95 a wide order-statistic tolerance either way)
+    slower = _late_burst(sim, 0.005)
+    idle = comparison_table(sim, slower, jitter=_jitter(0.0002, 0.0002, reader_p99=0.001)).set_index("metric")
+    assert not idle.loc["latency_p99_s", "within"], idle
+    # the allowance is what the slip adds up to along the queue, not a blanket one: with the
+    # same measured slip the p99 tolerance grows by about 53 drains' worth
+    grown = idle.loc["latency_p99_s", "tolerance"] - fixed.loc["latency_p99_s", "tolerance"]
+    assert 53 * 0.0002 < grown < 53 * 0.0002 + 3.29 * 0.0002 * np.sqrt(53) + 0.002
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_deterministic_burst_agrees_exactly(backend: str, request, scenarios_dir) -> None:
     result = compare(scenarios_dir / "real_burst_exact.yaml", backend=backend, **_redis(backend, request))
@@ -67,6 +142,11 @@ def test_deterministic_burst_agrees_exactly(backend: str, request, scenarios_dir
     assert result.table.set_index("metric").loc["loss_rate_dropped_overflow", "real"] in (0.47, 0.48)
     assert result.socket_buffer_events == 2
     assert len(losses) == 1 + len(LOSS_CAUSES)
+    # the real run measured its own lateness, per event read, and the tolerance used it
+    jitter = result.real.metadata["jitter"]
+    assert jitter["drain_slip_s"]["n"] == (result.real.records["outcome"] == "delivered").sum()
+    assert result.jitter == pool_jitter([jitter])
+    assert "real-run jitter: drain slip" in result.format()
 
 
 def _ids(result, outcome: str) -> list[int]:

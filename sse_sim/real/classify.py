@@ -49,9 +49,10 @@ from ..outcomes import Outcome
 from ..records import DeliveryRows
 from ..scenario import HTTP1_CONNECTIONS_PER_ORIGIN, Scenario
 from ..workload import Workload
+from .clients import RECEIPT_COLUMNS
 from .payloads import event_id_of
 
-__all__ = ["classify", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
+__all__ = ["classify", "jitter", "JITTER_KEYS", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
 
 #: Delivery mode codes per event (the replay walk's, kept here: real mode never imports the engine).
 PUBSUB, STREAM, LATEST = 0, 1, 2
@@ -130,7 +131,7 @@ def classify(
         return int(row_off[c] + e - first_event[c])
 
     # 1. receipts
-    for c, e, k, _read, done, recv, rep in raw["receipts"]:
+    for c, e, k, _read, done, recv, rep in np.asarray(raw["receipts"], dtype=np.float64)[:, :7]:
         r = row_of(int(c), int(e))
         outcome[r] = Outcome.DELIVERED
         left_at[r] = (done - t0) / scale
@@ -331,3 +332,59 @@ def _match_connection(peer: tuple[int, float] | None, by_port: dict[int, list[in
         if conns[k, _C_OPEN] - 1.0 <= registered <= closed + 1.0:
             best = k
     return best
+
+
+#: What :func:`jitter` measures, each a distribution over the rows the clients read (scenario seconds).
+JITTER_KEYS = ("drain_slip_s", "timer_late_s", "receive_late_s", "reader_delay_s")
+
+
+def jitter(w: Workload, raw: dict[str, Any], rows: DeliveryRows, published: np.ndarray, row_off: np.ndarray, drain: np.ndarray, scale: float) -> dict[str, dict[str, float]]:
+    """How late the real run's clients and gateway were against the plan, per read event; in scenario seconds.
+
+    * ``drain_slip_s``: ``done - (max(ready, gateway_at) + drain)``, how much later than planned
+      a client finished draining an event: it could start once it was free (``ready``, the
+      previous drain over) and the gateway had the event (``gateway_at``), and then needed the
+      row's drain time. The gateway's writes into a full socket, the client's reads and its
+      sleeps all add to it. A client with events queued behind one starts the next late by as
+      much: along a queue the slips add up (a client that finished early makes up for one
+      that finished late, so the sum is the queue's real lateness);
+    * ``timer_late_s``: ``done - due``, the client's own sleep overshoot (part of the slip);
+    * ``receive_late_s``: how much later than its network latency the loop delivered an event;
+    * ``reader_delay_s``: ``gateway_at - published_at``, Redis's hop and the gateway's reader
+      (the simulator's ``hop_latency``, which the slip does not include).
+
+    Each is summarised as ``n``, ``mean``, ``sd``, ``p50``, ``p90``, ``p99`` and ``max``.
+    """
+    rec = np.asarray(raw["receipts"], dtype=np.float64).reshape(-1, len(RECEIPT_COLUMNS))
+    col = {name: rec[:, i] for i, name in enumerate(RECEIPT_COLUMNS)}
+    first_event = w.player_offsets[np.arange(w.n_clients) // w.clients_per_player]
+    c = col["client"].astype(np.int64)
+    e = col["event"].astype(np.int64)
+    r = (row_off[c] + e - first_event[c]).astype(np.int64)
+    ready, due, done, received_due, received = ((col[k] - raw["t0"]) / scale for k in ("ready", "due", "done", "received_due", "received"))
+    gateway_at = rows.gateway_at[r]
+    start = np.where(np.isnan(gateway_at), ready, np.fmax(ready, gateway_at))
+    samples = {
+        "drain_slip_s": done - (start + drain[r]),
+        "timer_late_s": done - due,
+        "receive_late_s": received - received_due,
+        "reader_delay_s": gateway_at - published[e],
+    }
+    return {k: _distribution(samples[k]) for k in JITTER_KEYS}
+
+
+def _distribution(x: np.ndarray) -> dict[str, float]:
+    """Count, mean, standard deviation, median, 90th and 99th percentile and maximum of the finite values."""
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"n": 0, "mean": 0.0, "sd": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+    p50, p90, p99 = (float(v) for v in np.quantile(x, [0.5, 0.9, 0.99]))
+    return {
+        "n": int(x.size),
+        "mean": float(x.mean()),
+        "sd": float(x.std(ddof=1)) if x.size > 1 else 0.0,
+        "p50": p50,
+        "p90": p90,
+        "p99": p99,
+        "max": float(x.max()),
+    }

@@ -14,8 +14,11 @@ How a client reads, and why:
   hundred events in user space;
 * after taking an event it spends the row's drain time (``drain[row] * time_scale``), the same
   sample the simulator draws for that (event, client) row, before reading on: the emulated slow
-  device. The drain ends at ``max(read, previous drain end) + drain``, so oversleeping one event
-  does not shift every later one;
+  device. An event whose first bytes were waiting when the previous drain ended is drained from
+  that planned end, so oversleeping one event (or the gateway refilling the socket late with
+  the rest of a big one) does not shift every later one; the drain never ends before the
+  event's last byte was read. An event the client had to wait for is drained from when it had
+  it all. Each receipt keeps the planned and actual instants (see ``RECEIPT_COLUMNS``);
 * the event counts as received the row's network latency after its drain ended (again the
   simulator's sample; loopback has none of its own), never before the previous one (TCP order);
 * sessions: the first connection of a client is opened and confirmed (``connected``) before the
@@ -59,11 +62,18 @@ _HEADER_LIMIT = 16384
 _TCP_CLOSE = 7  # tcpi_state of a connection the peer reset (Linux include/net/tcp_states.h)
 
 #: Columns of the receipts array the client process returns (one row per message read).
-RECEIPT_COLUMNS = ("client", "event", "connection", "read", "done", "received", "replayed")
+#: ``read``: when the client had the whole message; ``done``: when its drain ended;
+#: ``received``: when the loop delivered it. The plan it was following, for measuring how late
+#: it was: ``ready``, when it turned to the socket for the message (the previous drain was
+#: over); ``due``, the drain end it aimed for; ``received_due``, when the network latency should
+#: have delivered it. ``done - due`` and ``received - received_due`` are the client's own timer
+#: lateness; with the gateway's log they give the drain slip (:func:`sse_sim.real.classify.jitter`).
+RECEIPT_COLUMNS = ("client", "event", "connection", "read", "done", "received", "replayed", "ready", "due", "received_due")
 #: Columns of the connections array (one row per stream opened). ``last_event`` is the workload
 #: event whose id went out as ``Last-Event-ID`` (-1: none sent); ``replay_n`` the ``replayed``
 #: count of the gateway's ``recovery`` event (-1: none came).
 CONNECTION_COLUMNS = ("client", "session", "port", "open", "connected", "closed", "by_server", "last_event", "replay_n")
+_RECEIVED = RECEIPT_COLUMNS.index("received")
 
 
 @dataclass
@@ -115,7 +125,10 @@ class _Stream:
         self.loop = loop
         self.chunked = True
         self.parser = SSEParser()
-        self.waited = False  # whether the last read had to wait for data to arrive
+        # whether the last chunk's first byte had to be waited for: the event was not there
+        # yet when the client turned to it (waits for its later bytes do not count)
+        self.waited = False
+        self.started = False  # whether a byte of the current chunk has been seen
         # messages of a chunk not handled yet: the first read stops at `connected`, and the
         # same gateway write may carry the `recovery` event and replayed frames after it
         self.pending: list[SSEMessage] = []
@@ -157,13 +170,15 @@ class _Stream:
             try:
                 data = self.sock.recv(n, socket.MSG_PEEK if peek else 0)
             except BlockingIOError:
-                self.waited = True
+                if not self.started:
+                    self.waited = True
                 await self._readable()
                 continue
             except OSError:
                 data = b""
             if not data:
                 raise _ConnectionClosed()
+            self.started = True
             return data
         raise _ConnectionClosed()
 
@@ -194,6 +209,7 @@ class _Stream:
 
     async def next_messages(self) -> list[SSEMessage]:
         """Take one chunk (one gateway write) off the socket; the SSE messages it completes."""
+        self.started = False
         if self.chunked:
             line = bytearray()
             while True:
@@ -294,6 +310,7 @@ class _Replay:
         drain_end = 0.0
         last_due = 0.0
         while True:
+            ready = time.time()
             stream.waited = False
             if stream.pending:
                 messages, stream.pending = stream.pending, []
@@ -333,8 +350,11 @@ class _Replay:
                 self.busy += 1
                 self.last_activity = t_read
                 try:
-                    # Data that was already waiting is taken when the previous drain ended, not
-                    # when the loop got round to it: timer overshoot must not slow the client.
+                    # An event whose first bytes were already waiting is taken when the previous
+                    # drain ended, not when the loop got round to it: timer overshoot must not
+                    # slow the client. Nor must the gateway's refills of a socket smaller than
+                    # the event: on a slow link its later bytes arrive during its drain, and
+                    # the drain still ends no earlier than its last byte (t_read).
                     start = t_read if arrived_late or drain_end == 0.0 else min(t_read, drain_end)
                     arrived_late = False
                     drain_end = max(start, drain_end) + float(p.drain_s[row]) * scale
@@ -354,17 +374,19 @@ class _Replay:
                     # read to the end: from now on a reconnect resumes after it
                     self.last_id[c] = str(m.id)
                     self.last_event[c] = eid
-                receipt = [float(c), float(eid), float(index), t_read, done, math.nan, 1.0 if replayed else 0.0]
-                self.results.receipts.append(receipt)
                 due = max(done + float(p.net_s[row]) * scale, last_due)
                 last_due = due
+                receipt = [float(c), float(eid), float(index), t_read, done, math.nan, 1.0 if replayed else 0.0, ready, drain_end, due]
+                self.results.receipts.append(receipt)
+                # the next message of this chunk is taken as soon as this drain is over
+                ready = done
                 self.pending_receipts += 1
                 self.loop.call_at(self.loop.time() + (due - time.time()), self._received, receipt)
 
     def _received(self, receipt: list[float]) -> None:
-        receipt[5] = time.time()
+        receipt[_RECEIVED] = time.time()
         self.pending_receipts -= 1
-        self.last_activity = receipt[5]
+        self.last_activity = receipt[_RECEIVED]
 
     # -------------------------------------------------------------- one client's life
 

@@ -88,18 +88,11 @@ def figure_seconds(sc) -> dict[str, float]:  # type: ignore[no-untyped-def]
     from sse_sim import plots, simulate
 
     result = simulate(sc, 0, records=False)
-    makers = {
-        "throughput": plots.plot_throughput,
-        "latency_cdf": plots.plot_latency_cdf,
-        "latency_over_time": plots.plot_latency_over_time,
-        "buffer_occupancy": plots.plot_buffer_occupancy,
-        "disconnects": plots.plot_disconnects,
-    }
     out = {}
     with tempfile.TemporaryDirectory() as tmp, plots.detached():
-        for name, make in makers.items():
+        for name, make in plots.standard_figure_makers(result).items():
             t0 = time.perf_counter()
-            fig, _ = make(result)
+            fig, _ = make()
             fig.savefig(f"{tmp}/{name}.png", dpi=110, pil_kwargs={"compress_level": 1})
             plt.close(fig)
             out[name] = time.perf_counter() - t0

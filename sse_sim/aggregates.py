@@ -22,6 +22,7 @@ aggregates bit for bit as the run in one piece.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
@@ -347,28 +348,33 @@ class Aggregates:
             worst_clients=_worst_frame(np.zeros(0, np.int64), np.zeros(0, np.int16), z(0), z(0)),
         )
 
-    def __add__(self, other: Aggregates) -> Aggregates:
-        """The aggregates of two disjoint parts of one run (blocks of players or nodes) together."""
+    def __iadd__(self, other: Aggregates) -> Aggregates:
+        """Add the aggregates of another, disjoint part of the same run (a block of players) into these."""
         if not isinstance(other, Aggregates):
             return NotImplemented
         if (self.bin_s, self.n_bins, self.event_types, self.n_nodes, self.k_max) != (
             other.bin_s, other.n_bins, other.event_types, other.n_nodes, other.k_max
         ):
             raise ValueError("aggregates of different runs (bins, event types, nodes or buffer) cannot be added")
-        merged = {}
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "latency_max_s" or f.name == "held_max":
-                merged[f.name] = np.maximum(a, b)
+            if f.name in ("latency_max_s", "held_max"):
+                np.maximum(a, b, out=a)
             elif f.name == "worst_clients":
-                merged[f.name] = _top(pd.concat([a, b], ignore_index=True))
+                self.worst_clients = _top(pd.concat([a, b], ignore_index=True))
             elif f.name == "clients_n":
-                merged[f.name] = a + b
+                self.clients_n = a + b
             elif isinstance(a, np.ndarray):
-                merged[f.name] = a + b
-            else:
-                merged[f.name] = a
-        return Aggregates(**merged)
+                a += b
+        return self
+
+    def __add__(self, other: Aggregates) -> Aggregates:
+        """The aggregates of two disjoint parts of one run (blocks of players or nodes) together."""
+        if not isinstance(other, Aggregates):
+            return NotImplemented
+        merged = copy.deepcopy(self)
+        merged += other
+        return merged
 
     def __radd__(self, other: object) -> Aggregates:
         # sum() starts from 0

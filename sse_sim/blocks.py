@@ -383,7 +383,7 @@ def run_blocks(
         writer = None
         try:
             for i, res in run(block_task, tasks):
-                agg = agg + res.aggregates
+                agg += res.aggregates
                 if progress is not None:
                     progress(res.n_events)
                 waiting[i] = res

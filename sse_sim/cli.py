@@ -80,12 +80,10 @@ def run(
 ) -> None:
     """Run a scenario through the simulator, print its summary, and write its outputs."""
     from .metrics import format_summary
-    from .simulation import AUTO_RECORDS_MAX_ATTEMPTS, simulate
+    from .simulation import records_fit, simulate
 
     sc = _load(scenario)
-    from .blocks import expected_attempts
-
-    small = expected_attempts(sc) <= AUTO_RECORDS_MAX_ATTEMPTS
+    small = records_fit(sc)
     keep = small if records is None else records
     client = _dask_client(scheduler) if scheduler else None
     try:

@@ -15,6 +15,22 @@ from .scenario import Scenario, as_scenario
 AUTO_RECORDS_MAX_ATTEMPTS = 20_000_000
 
 
+def records_fit(sc: Scenario) -> bool:
+    """Whether a run's records fit in memory: at most AUTO_RECORDS_MAX_ATTEMPTS expected attempts."""
+    from .blocks import expected_attempts
+
+    return expected_attempts(sc) <= AUTO_RECORDS_MAX_ATTEMPTS
+
+
+def keeps_records(sc: Scenario, records: bool | Literal["auto"]) -> bool:
+    """Whether a run keeps one row per attempt: as asked, or under "auto" when they fit in memory."""
+    if records == "auto":
+        return records_fit(sc)
+    if isinstance(records, bool):
+        return records
+    raise ValueError(f"records must be True, False or 'auto', got {records!r}")
+
+
 def simulate(
     scenario: Scenario | str | Path | dict,
     seed: int = 0,
@@ -43,18 +59,13 @@ def simulate(
     attempts each) and spread over ``workers`` local processes or a Dask ``client``
     (``dask.distributed.Client``); the result does not depend on either.
     """
-    from .blocks import block_plan, block_task, expected_attempts, run_blocks
+    from .blocks import block_plan, block_task, run_blocks
 
     sc = as_scenario(scenario)
     seed = int(seed)
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    if records == "auto":
-        keep = expected_attempts(sc) <= AUTO_RECORDS_MAX_ATTEMPTS
-    elif isinstance(records, bool):
-        keep = records
-    else:
-        raise ValueError(f"records must be True, False or 'auto', got {records!r}")
+    keep = keeps_records(sc, records)
     plan = block_plan(sc, block_players)
     # records kept in memory take memory in proportion to the run anyway: one block saves
     # putting them together again
@@ -107,4 +118,4 @@ def replicate(
     return per_seed, confidence_intervals(per_seed, level)
 
 
-__all__ = ["simulate", "replicate", "SimulationResult", "AUTO_RECORDS_MAX_ATTEMPTS"]
+__all__ = ["simulate", "replicate", "SimulationResult", "AUTO_RECORDS_MAX_ATTEMPTS", "keeps_records", "records_fit"]

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import small_scenarios
+from test_scenario_errors import VALID, error_of
 
-from sse_sim import ScenarioError, build_workload, load_scenario
+from sse_sim import build_workload, load_scenario
 from sse_sim.engine import gateway_params, run_engine
 from sse_sim.outcomes import Outcome
 from sse_sim.records import row_layout
@@ -251,22 +252,6 @@ def test_without_byte_caps_the_rows_are_those_from_before_byte_caps(name, overri
     assert sc.clients.socket_buffer_bytes is None and sc.gateway.buffer_bytes is None
     w = build_workload(sc, 11)
     assert (_digest(run_engine(sc, w)), _digest(run_engine(sc, w, walk="replay"))) == (plain, replay)
-
-
-VALID = """
-duration_s: 10
-publishers:
-  - kind: poisson
-    rate_per_player_per_s: 1
-"""
-
-
-def error_of(tmp_path: Path, text: str) -> str:
-    p = tmp_path / "s.yaml"
-    p.write_text(text)
-    with pytest.raises(ScenarioError) as info:
-        load_scenario(p)
-    return str(info.value)
 
 
 def test_scenario_errors_name_the_key_and_what_is_allowed(tmp_path):

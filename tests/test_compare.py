@@ -125,9 +125,10 @@ def test_latency_tolerance_allows_the_measured_slip_and_no_more(scenarios_dir) -
     idle = comparison_table(sim, slower, jitter=_jitter(0.0002, 0.0002, reader_p99=0.001)).set_index("metric")
     assert not idle.loc["latency_p99_s", "within"], idle
     # the allowance is what the slip adds up to along the queue, not a blanket one: with the
-    # same measured slip the p99 tolerance grows by about 53 drains' worth
+    # same measured slip the p99 tolerance grows by about 53 drains' worth, plus the largest
+    # slip once (0.8 ms here)
     grown = idle.loc["latency_p99_s", "tolerance"] - fixed.loc["latency_p99_s", "tolerance"]
-    assert 53 * 0.0002 < grown < 53 * 0.0002 + 3.29 * 0.0002 * np.sqrt(53) + 0.002
+    assert 53 * 0.0002 < grown < 53 * 0.0002 + 3.29 * 0.0002 * np.sqrt(53) + 0.0008 + 0.002
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -2,13 +2,14 @@
 # Run the real-mode comparison tests N times while both cores are kept busy, and print how each
 # run went: the check that real-vs-simulator agreement holds on a loaded machine.
 #
-#   scripts/real-under-load.sh [N]          # N runs (default 10) of the ten tests below
+#   scripts/real-under-load.sh [N]          # N runs (default 10) of the twelve tests below
 #   ALL=1 scripts/real-under-load.sh 3      # every test of tests/test_compare.py and tests/test_real_runner.py
 #   PYTEST_ARGS='-k fakeredis' scripts/real-under-load.sh 3
 #
-# The ten tests: the three 20 kB burst scenarios (drop_newest, drop_oldest, disconnect), whose
+# The twelve tests: the three 20 kB burst scenarios (drop_newest, drop_oldest, disconnect), whose
 # latency is the sum of ~50 drains and so the most sensitive to a loaded machine, compared on
-# fakeredis and on real Redis, and through the CLI on real Redis; the burst replayed row by row
+# fakeredis and on real Redis, and through the CLI on real Redis; Redis's output-buffer limit
+# (its amount lost, and the CLI on it), whose rate-capped reader a loaded machine slows; the burst replayed row by row
 # against the simulator; and the CLI flagging a model that is really wrong (so the tolerance
 # has not become blind). A full run of both files takes ~5 min loaded; these ~2.5 min.
 #
@@ -34,8 +35,10 @@ else
         "tests/test_compare.py::test_drop_oldest_burst_agrees_event_by_event[redis]"
         "tests/test_compare.py::test_disconnect_burst_agrees_event_by_event[fakeredis]"
         "tests/test_compare.py::test_disconnect_burst_agrees_event_by_event[redis]"
-        "tests/test_compare.py::test_cli_compare_policies_on_real_redis_exits_0[real_burst_drop_oldest]"
-        "tests/test_compare.py::test_cli_compare_policies_on_real_redis_exits_0[real_burst_disconnect]"
+        "tests/test_compare.py::test_cli_compare_on_real_redis_exits_0[real_burst_drop_oldest]"
+        "tests/test_compare.py::test_cli_compare_on_real_redis_exits_0[real_burst_disconnect]"
+        "tests/test_compare.py::test_cli_compare_on_real_redis_exits_0[real_output_limit]"
+        "tests/test_compare.py::test_output_limit_losses_on_real_redis"
         "tests/test_compare.py::test_cli_compare_exits_1_naming_the_metric"
         "tests/test_real_runner.py::test_exact_burst_matches_the_simulator_row_by_row[fakeredis]"
     )

@@ -39,7 +39,8 @@ Tolerance rule (a metric is *within* when ``|real - sim| <= tolerance``):
 
 Redis's output-buffer limit (``redis.output_buffer``, real Redis only): unless the scenario sets
 ``kernel_buffer_bytes``, the simulator is run with the bytes the sockets between Redis and the
-gateway's subscriber hold, measured (:func:`~sse_sim.real.sockbuf.subscriber_kernel_bytes`);
+gateway's subscriber hold when Redis closes it, measured while data flows at the scenario's
+reader rate (:func:`~sse_sim.real.sockbuf.subscriber_kernel_messages`);
 the real runner caps the subscriber's reads at ``reader_rate_per_s``. The value used is in
 ``Comparison.kernel_buffer_bytes``.
 
@@ -61,7 +62,7 @@ import pandas as pd
 
 from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
 from .real.runner import prepare_scenario, run_real
-from .real.sockbuf import gateway_socket_buffer_events, subscriber_kernel_bytes
+from .real.sockbuf import gateway_socket_buffer_events, subscriber_kernel_messages
 from .results import SimulationResult
 from .scenario import Scenario, as_scenario
 from .simulation import simulate
@@ -342,12 +343,17 @@ def compare(
     kernel_bytes = int(ob.kernel_buffer_bytes) if ob is not None else 0
     if calibrate_socket_buffers and backend == "redis" and ob is not None and kernel_bytes == 0:
         # Only real Redis enforces the limit. It counts what it still holds, not what has left
-        # it for the sockets to the gateway; those bytes, measured here, are the simulator's
-        # kernel_buffer_bytes (converted from Redis's bytes per message to the scenario's).
+        # it for the sockets to the gateway; those messages, measured here as Redis closes a
+        # subscriber reading at the scenario's rate, are the simulator's kernel_buffer_bytes.
         probe = simulate(sc, seed_list[0])
         payload = _mean_payload_bytes(probe)
-        held, per_message = subscriber_kernel_bytes(payload, redis_url=redis_url)
-        kernel_bytes = int(round(held / per_message * (payload + ob.overhead_bytes)))
+        held = subscriber_kernel_messages(
+            payload,
+            ob.reader_rate_per_s / float(run_options.get("time_scale", 1.0)),
+            ob.hard_limit_bytes,
+            redis_url=redis_url,
+        )
+        kernel_bytes = int(round(held * (payload + ob.overhead_bytes)))
         sim_sc = sim_sc.with_overrides({"redis.output_buffer.kernel_buffer_bytes": kernel_bytes})
     sims, reals = [], []
     for s in seed_list:

@@ -195,8 +195,8 @@ def test_disconnect_burst_agrees_event_by_event(backend: str, request, scenarios
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("name", ["real_burst_drop_oldest", "real_burst_disconnect"])
-def test_cli_compare_policies_on_real_redis_exits_0(name: str, redis_url: str, scenarios_dir) -> None:
+@pytest.mark.parametrize("name", ["real_burst_drop_oldest", "real_burst_disconnect", "real_output_limit"])
+def test_cli_compare_on_real_redis_exits_0(name: str, redis_url: str, scenarios_dir) -> None:
     exe = shutil.which("sse-sim", path=str(__import__("pathlib").Path(sys.executable).parent))
     assert exe is not None
     out = subprocess.run(
@@ -210,28 +210,37 @@ def test_cli_compare_policies_on_real_redis_exits_0(name: str, redis_url: str, s
 @pytest.mark.redis
 def test_output_limit_losses_on_real_redis(redis_server, redis_url: str, scenarios_dir) -> None:
     # Only real Redis enforces client-output-buffer-limit: this runs with the redis marker only.
+    from sse_sim.real import sockbuf
+
     kills_before = redis_server.log_text().count("output buffer limits")
+    probes_before = sockbuf._measure_subscriber.cache_info().misses
     result = compare(scenarios_dir / "real_output_limit.yaml", backend="redis", redis_url=redis_url)
     real, sim = result.real, result.sim
     assert real.metadata["unexplained_n"] == 0
-    # Redis closed the capped subscriber once; the gateway resubscribed after its back-off
-    assert redis_server.log_text().count("output buffer limits") == kills_before + 1
+    # Redis closed the capped subscriber once in the run (and once in the measurement of the
+    # sockets, unless this process had measured it already); the gateway resubscribed after
+    # its back-off
+    probes = sockbuf._measure_subscriber.cache_info().misses - probes_before
+    assert redis_server.log_text().count("output buffer limits") == kills_before + probes + 1
     outages = [o for m in real.metadata["gateway_metrics"] for o in m["outages"]]
     assert len(outages) == 1 and 0.05 <= outages[0]["duration_s"] < 0.2
     assert real.metadata["gateway_metrics"][0]["reader_rate_per_s"] == 1000
-    # the sockets between Redis and the gateway hold megabytes outside Redis's limit
+    # the sockets between Redis and the gateway hold megabytes outside Redis's limit when it
+    # closes the subscriber (measured in flow: ~2.9 MB of 10 kB messages here)
     assert 1 << 20 < result.kernel_buffer_bytes < 16 << 20
     table = result.table.set_index("metric")
     lost = table.loc["loss_rate_lost_redis_output_limit"]
-    # one contiguous run of events lost on each side, a third to a half of them
+    # one contiguous run of events lost on each side, about three in eight
     for r in (real, sim):
         ids = r.records.loc[r.records["outcome"] == "lost_redis_output_limit", "event_id"].to_numpy()
         assert ids.size and (ids.max() - ids.min() + 1 - ids.size) <= 25
-    assert 0.3 < lost["sim"] < 0.55 and 0.25 < lost["real"] < 0.55
-    # Where they stand today (not yet within one attempt, see the scenario's comments): the
-    # real run loses less, because while data flows the sockets hold more than the stalled
-    # measurement of kernel_buffer_bytes finds.
-    assert abs(lost["real"] - lost["sim"]) < 0.15, result.format()
+    assert 0.3 < lost["sim"] < 0.45 and 0.3 < lost["real"] < 0.45
+    # compare agrees on every metric, latency within the measured jitter's allowance. Its loss
+    # tolerance is wide here (one client's losses come in one cluster), so the amount is held
+    # to a tighter bound: the simulator and real runs have agreed within 1.2 points (36.7 %
+    # against 37.2-37.9 %); 4 points leaves room for a loaded machine's slower reader.
+    assert result.ok, result.format()
+    assert abs(lost["real"] - lost["sim"]) < 0.04, result.format()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

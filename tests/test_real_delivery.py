@@ -205,6 +205,26 @@ def test_classifier_gives_the_simulators_outcomes_on_the_simulators_observations
     assert np.array_equal(out.replayed, res.records["replayed"].to_numpy())
 
 
+def test_classifier_output_limit_outage_while_the_stream_is_still_open() -> None:
+    # Redis closed the node's capped subscriber; the gateway saw it at 0.985 s (after reading
+    # what the sockets held), resubscribed at 1.035 s, and ended the client's stream with its
+    # loss notice at 0.992 s. The burst published at 0.99 s found the stream still open and the
+    # subscription already gone: lost to the output-buffer limit, not in the stream's buffer.
+    sc = as_scenario(SCENARIOS / "real_output_limit.yaml").with_overrides({"redis.output_buffer.kernel_buffer_bytes": 2_900_000})
+    res = simulate(sc, 0)
+    raw, row_off, event_id, client_id = _raw_from_sim(res)
+    raw["connections"] = np.array([[0, 0, 0, 0, 0, 0.992, 1, -1, -1], [0, 0, 0, 0.993, 0.994, np.nan, 0, -1, -1]], np.float64)
+    raw["subscriber_log"] = [[(0.0, "connected"), (0.985, "lost: Connection closed by server."), (1.035, "reconnected")]]
+    out, _, unexplained = classify(sc, res.workload, raw, row_off, event_id, client_id, 1.0)
+    records = res.records
+    sim = records["outcome"].cat.codes.to_numpy()
+    in_moment = (records["published_at"] > 0.985) & (records["published_at"] < 0.992)
+    assert in_moment.sum() == 20 and (records.loc[in_moment, "outcome"] == "lost_redis_output_limit").all()
+    assert unexplained == 0
+    wrong = np.flatnonzero(out.outcome != sim)
+    assert wrong.size == 0, records.iloc[wrong[:10]]
+
+
 # ---------------------------------------------------------------------------------- sim vs real
 
 BACKENDS = ["fakeredis", pytest.param("redis", marks=pytest.mark.redis)]

@@ -198,9 +198,10 @@ def classify(
         p = published[int(event_id[r])]
         ks = per_client[c]
         live = ks[(conn_connected[ks] <= p) & (conn_closed[ks] > p)]
+        node = int(w.client_node[c])
+        node_down = node < len(outages) and any(a <= p < b for a, b in outages[node])
         if live.size == 0:
-            node = int(w.client_node[c])
-            if node < len(outages) and any(a <= p < b for a, b in outages[node]):
+            if node_down:
                 # published while the node's subscription was down (Redis had closed it): lost
                 # with it, whether or not the client's stream, ended by the loss notice, was back
                 outcome[r] = Outcome.LOST_REDIS_OUTPUT_LIMIT
@@ -219,10 +220,12 @@ def classify(
             else:
                 outcome[r] = Outcome.LOST_DISCONNECTED
                 session_id[r] = -1
-        elif int(w.client_node[c]) < len(losses) and any(p <= a <= conn_closed[k] for a in losses[int(w.client_node[c])]):
-            # the node's subscription was lost after the publish, while this stream was open:
-            # Redis had closed it before the event could be sent (the gateway sees the close
-            # only once it has read what the sockets held), and the stream ended with the notice
+        elif node_down or (node < len(losses) and any(p <= a <= conn_closed[k] for a in losses[node])):
+            # the node's subscription was down at the publish, or lost after it while this
+            # stream was open: Redis had closed it before the event could be sent (the gateway
+            # sees the close only once it has read what the sockets held). The stream ends with
+            # the loss notice a moment after the gateway sees the close, so an event published
+            # in that moment finds the stream still open and the subscription already gone.
             outcome[r] = Outcome.LOST_REDIS_OUTPUT_LIMIT
             session_id[r] = -1
         elif conn_closed[k] <= p + _CLOSE_RACE_S:

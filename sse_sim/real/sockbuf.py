@@ -10,8 +10,9 @@ buffer hold events too, invisible to the queue's bound. Two measurements:
   Redis and the real gateway to a client that reads one event per 10 ms. With ``drop_newest``
   the client gets ``1 + S + buffer_size`` events; ``S`` is the value for
   ``clients.socket_buffer_events``;
-* :func:`subscriber_kernel_bytes`: the same on the other side of the gateway, between Redis and
-  the gateway's shared subscriber, the figure behind ``redis.output_buffer.kernel_buffer_bytes``.
+* :func:`subscriber_kernel_messages`: the same on the other side of the gateway, between Redis
+  and the gateway's rate-capped shared subscriber at the moment Redis closes it for its
+  output-buffer limit, the figure behind ``redis.output_buffer.kernel_buffer_bytes``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from ..errors import SseSimError
 
-__all__ = ["loopback_capacity", "gateway_socket_buffer_events", "subscriber_kernel_bytes"]
+__all__ = ["loopback_capacity", "gateway_socket_buffer_events", "subscriber_kernel_messages"]
 
 
 def loopback_capacity(frame_bytes: int, *, sndbuf: int | None = None, rcvbuf: int | None = None, max_frames: int = 200_000) -> dict[str, int]:
@@ -112,7 +113,7 @@ def gateway_socket_buffer_events(
 
 
 @lru_cache(maxsize=16)
-def _measure_subscriber(payload_bytes: int, redis_url: str | None, max_messages: int) -> tuple[int, int]:
+def _measure_subscriber(payload_bytes: int, reader_rate_per_s: float, hard_limit_bytes: int, redis_url: str | None, timeout_s: float) -> int:
     import redis
 
     from .calibrate import _FastClient
@@ -120,71 +121,89 @@ def _measure_subscriber(payload_bytes: int, redis_url: str | None, max_messages:
     from .payloads import build_payload
     from .redis_server import RedisServer
 
-    server = RedisServer() if redis_url is None else None
+    limit = f"pubsub {hard_limit_bytes} 0 0"
+    server = RedisServer(config={"client-output-buffer-limit": limit}) if redis_url is None else None
     url = server.url if server is not None else redis_url
     assert url is not None
     gt = None
     client = None
+    restore = None
+    admin = redis.Redis.from_url(url)
     try:
-        # capped like the runner's subscriber (the cap fixes its receive buffer); it is stalled anyway
-        gt = start_gateway(backend="redis", redis_url=url, buffer_size=max_messages + 1, max_queue_bytes=None, reader_rate_per_s=1e9)
+        if server is None:
+            restore = str(next(iter(admin.config_get("client-output-buffer-limit").values())))
+            admin.config_set("client-output-buffer-limit", limit)
+        # capped and with its receive buffer fixed exactly like the runner's subscriber
+        gt = start_gateway(backend="redis", redis_url=url, buffer_size=1_000_000, max_queue_bytes=None, reader_rate_per_s=reader_rate_per_s)
         client = _FastClient("127.0.0.1", gt.port, gt.token(1), 10.0)
         if not client.connected.wait(10.0):
             raise SseSimError("measuring the subscriber's socket buffers: the stream did not start")
-        subscriber = gt.gateway._subscriber
-        subscriber.stall(60.0)
-        channel, text = build_payload(1001, 1, "notification", 0, 0, payload_bytes)
-        with redis.Redis.from_url(url) as r:
-            sub_name = None
-            for c in r.client_list():
-                if c.get("cmd") in ("subscribe", "psubscribe") or c.get("sub", "0") != "0":
-                    sub_name = c["id"]
-            if sub_name is None:
-                raise SseSimError("measuring the subscriber's socket buffers: no subscriber in CLIENT LIST")
-
-            def omem() -> int:
-                found = [c for c in r.client_list() if c["id"] == sub_name]
-                return int(found[0]["omem"]) if found else -1
-
-            # publish until Redis's buffer for the subscriber has grown by several messages
-            # past the point where the sockets refused more; what Redis does not hold then is
-            # in the sockets (and the subscriber's read buffer)
-            sent = 0
-            points: list[tuple[int, int]] = []
-            batch = max(1, 65536 // (payload_bytes + 64))
-            while sent < max_messages:
-                pipe = r.pipeline(transaction=False)
-                for _ in range(batch):
-                    pipe.publish(channel, text)
-                pipe.execute()
-                sent += batch
-                time.sleep(0.02)  # loopback moves what the windows allow
-                held = omem()
-                if held > 0:
-                    points.append((sent, held))
-                if len(points) >= 4 and held > 8 * (payload_bytes + 64):
-                    break
-            if len(points) < 2:
-                raise SseSimError(f"measuring the subscriber's socket buffers: Redis held nothing after {sent} messages")
-            (n0, m0), (n1, m1) = points[0], points[-1]
-            per_message = max(payload_bytes, round((m1 - m0) / (n1 - n0)))
-            return max(0, n1 * per_message - m1), per_message
+        # Publish at twice the reader's rate, every 5 ms, until PUBLISH finds no subscriber:
+        # Redis has closed it for its limit. What the client reads after that instant had left
+        # Redis already: the sockets (and the subscriber's read buffer) held it.
+        step_s = 0.005
+        per_step = max(1, round(2 * reader_rate_per_s * step_s))
+        deadline = time.monotonic() + timeout_s
+        eid = 0
+        closed_at = None
+        due = time.monotonic()
+        while closed_at is None:
+            if time.monotonic() > deadline:
+                raise SseSimError(
+                    f"measuring the subscriber's socket buffers: Redis did not close the subscriber within {timeout_s:.0f} s "
+                    f"(limit {hard_limit_bytes:,} B, {payload_bytes:,} B messages at {2 * reader_rate_per_s:,.0f}/s)"
+                )
+            pipe = admin.pipeline(transaction=False)
+            for _ in range(per_step):
+                channel, text = build_payload(1001, 1, "notification", eid, 0, payload_bytes)
+                pipe.publish(channel, text)
+                eid += 1
+            started = time.time()
+            if 0 in pipe.execute():
+                closed_at = started
+            due += step_s
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        # wait until the gateway has read what the sockets held and seen the close
+        while not any(what.startswith("lost") for _, what in gt.gateway.subscriber_log()):
+            if time.monotonic() > deadline:
+                raise SseSimError("measuring the subscriber's socket buffers: the gateway never saw Redis close its subscriber")
+            time.sleep(0.01)
+        with client.cond:
+            return sum(1 for t in client.read_at.values() if t > closed_at)
     finally:
         if client is not None:
             client.close()
         if gt is not None:
             gt.stop()
+        if restore is not None:
+            admin.config_set("client-output-buffer-limit", restore)
+        admin.close()
         if server is not None:
             server.stop()
 
 
-def subscriber_kernel_bytes(payload_bytes: int, *, redis_url: str | None = None, max_messages: int = 20_000) -> tuple[int, int]:
-    """Bytes the sockets between Redis and the gateway's subscriber hold for a stalled subscriber, and Redis's bytes per message.
+def subscriber_kernel_messages(
+    payload_bytes: int,
+    reader_rate_per_s: float,
+    hard_limit_bytes: int,
+    *,
+    redis_url: str | None = None,
+    timeout_s: float = 60.0,
+) -> int:
+    """Messages of ``payload_bytes`` the sockets between Redis and a lagging subscriber hold when Redis closes it.
 
-    A real gateway on ``redis_url`` (None: a throwaway redis-server) subscribes for one client,
-    its reader stops, and messages of ``payload_bytes`` are published until Redis's output
-    buffer for it (``omem`` in ``CLIENT LIST``) grows: from then on each message adds its size
-    in Redis (the second figure, RESP framing included), and what was published but is not in
-    Redis is in the sockets (the first). Cached per arguments for the process.
+    A real gateway on ``redis_url`` (None: a throwaway redis-server) subscribes for one client;
+    its subscriber reads ``reader_rate_per_s`` messages a second, as the runner's does, while
+    messages are published at twice that rate with Redis's pub/sub limit set to
+    ``hard_limit_bytes`` (restored afterwards on a given Redis). When PUBLISH first finds no
+    subscriber, Redis has closed it; the messages the gateway still reads after that instant
+    are what the sockets held, the figure behind ``redis.output_buffer.kernel_buffer_bytes``.
+
+    It is measured while data flows because that is when Redis closes a subscriber, and Linux
+    sizes Redis's send buffer by the traffic: on one loopback host the sockets held ~3.1 MB of
+    10 kB messages at the close, against ~4.2 MB for a subscriber that had stopped reading.
+    Cached per arguments for the process.
     """
-    return _measure_subscriber(int(payload_bytes), redis_url, int(max_messages))
+    return _measure_subscriber(int(payload_bytes), float(reader_rate_per_s), int(hard_limit_bytes), redis_url, float(timeout_s))

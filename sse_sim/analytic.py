@@ -13,17 +13,38 @@ from __future__ import annotations
 import math
 
 
-def capacity_k(buffer_size: int, socket_buffer_events: int = 0) -> int:
-    """K of one connection: ``buffer_size`` waiting + 1 in flight + ``socket_buffer_events`` held by sockets.
+def capacity_k(
+    buffer_size: int,
+    socket_buffer_events: int = 0,
+    *,
+    framed_bytes: float | None = None,
+    socket_buffer_bytes: int | None = None,
+    buffer_bytes: int | None = None,
+) -> int:
+    """K of one connection: ``buffer_size`` waiting + 1 in flight + what the sockets hold, in events.
 
-    The one place sse_sim turns a gateway buffer into the M/M/1/K capacity.
+    The one place sse_sim turns a gateway buffer into the M/M/1/K capacity. Byte caps
+    (``gateway.buffer_bytes``, ``clients.socket_buffer_bytes``) count events of
+    ``framed_bytes`` each (a workload's mean framed size), so K is then that of a workload of
+    equal events: whole events only. As in the engine, both socket caps apply when both are
+    set, and a ``socket_buffer_events`` of 0 leaves the bytes alone to decide.
 
     >>> capacity_k(50)
     51
     >>> capacity_k(50, socket_buffer_events=34)
     85
+    >>> capacity_k(50, 1000, framed_bytes=458, socket_buffer_bytes=13312)
+    80
     """
-    return int(buffer_size) + 1 + int(socket_buffer_events)
+    waiting = int(buffer_size)
+    sockets = int(socket_buffer_events)
+    if framed_bytes is not None and framed_bytes > 0:
+        if buffer_bytes is not None:
+            waiting = min(waiting, int(buffer_bytes // framed_bytes))
+        if socket_buffer_bytes is not None:
+            by_bytes = int(socket_buffer_bytes // framed_bytes)
+            sockets = by_bytes if sockets == 0 else min(sockets, by_bytes)
+    return waiting + 1 + sockets
 
 
 def _check(rho: float, K: int) -> None:

@@ -31,8 +31,8 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from . import analysis
-from .analytic import capacity_k
 from .outcomes import DISCONNECT_CAUSES, LOSS_CAUSES
+from .sizing import connection_capacity
 
 if TYPE_CHECKING:  # pragma: no cover
     from .history_sizing import HistorySizingResult
@@ -334,7 +334,7 @@ def plot_buffer_occupancy(
     occ = result.occupancy_by_connection(bin_s, client_id=client_id)
     bin_s = float(occ["bin_s"].iloc[0]) if len(occ) else bin_s
     sc = result.scenario
-    k = capacity_k(sc.gateway.buffer_size, sc.clients.socket_buffer_events)
+    k, held_by = connection_capacity(sc)
     fig, ax = _figure_for(ax, figsize=(8.5, 4.2))
     x = _edges(occ)
     # the busiest connection's line is wide and pale so the percentile drawn over it stays readable
@@ -349,8 +349,6 @@ def plot_buffer_occupancy(
     for col, label, color, width, alpha in series:
         y = _at_floor(occ[col].to_numpy(float), floor)
         ax.step(x, np.append(y, y[-1]), where="post", color=color, linewidth=width, alpha=alpha, label=label)
-    socket = int(sc.clients.socket_buffer_events)
-    held_by = f"buffer {sc.gateway.buffer_size} + 1 in flight" + (f" + {socket} in socket buffers" if socket else "")
     ax.axhline(k, color="#d62728", linestyle="--", linewidth=1.2, label=f"capacity K = {k} ({held_by})", zorder=3)
     ax.set_xlim(x[0], x[-1])
     if floor is not None:

@@ -93,7 +93,7 @@ class SizingResult:
         lines = [
             f"Buffer sizing for {sc.name!r}: keep overflow loss (dropped_overflow + disconnected_slow) <= {_pct(self.max_loss)}",
             f"{self.seeds_n} seed(s) per size, {self.level:.0%} intervals over seeds; "
-            f"K = buffer_size + 1 in flight (+ {sc.clients.socket_buffer_events} socket-buffer events)",
+            f"K = {connection_capacity(sc)[1]} at the scenario's buffer_size {sc.gateway.buffer_size}",
             "",
             f"{'buffer_size':>11} {'K':>6}  {'overflow loss [CI]':<34} {'disconnect loss [CI]':<34} {'total loss':>10}  meets",
         ]
@@ -151,6 +151,41 @@ class SizingResult:
         return self.report()
 
 
+def mean_framed_bytes(scenario: Scenario) -> float | None:
+    """The mean framed size of the events a connection receives, where byte caps need it (else None).
+
+    Read off the first block of players (seed 0): byte caps (``gateway.buffer_bytes``,
+    ``clients.socket_buffer_bytes``) become event counts at this size in K.
+    """
+    if scenario.gateway.buffer_bytes is None and scenario.clients.socket_buffer_bytes is None:
+        return None
+    from .workload import SSE_FRAME_BYTES, build_workload
+
+    w = build_workload(scenario, 0, chunks=(0, 1))
+    return float(w.payload_bytes.mean()) + SSE_FRAME_BYTES if w.payload_bytes.size else float(SSE_FRAME_BYTES + 1)
+
+
+def connection_capacity(scenario: Scenario, buffer_size: int | None = None, framed: float | None = None) -> tuple[int, str]:
+    """K of one connection under ``scenario`` (at ``buffer_size``, default its own), and what it is made of.
+
+    Without byte caps K is exact (``buffer_size + 1 + socket_buffer_events``); with them it is
+    that of a workload of equal events of the mean framed size (``framed``, else measured by
+    :func:`mean_framed_bytes`). The text is for tables and plot labels.
+    """
+    gw, cl = scenario.gateway, scenario.clients
+    size = gw.buffer_size if buffer_size is None else int(buffer_size)
+    if framed is None:
+        framed = mean_framed_bytes(scenario)
+    caps = {"framed_bytes": framed, "buffer_bytes": gw.buffer_bytes}
+    waiting = capacity_k(size, 0, **caps) - 1
+    k = capacity_k(size, cl.socket_buffer_events, socket_buffer_bytes=cl.socket_buffer_bytes, **caps)
+    sockets = k - 1 - waiting
+    text = f"buffer {waiting} + 1 in flight" + (f" + {sockets} in socket buffers" if sockets else "")
+    if framed is not None:
+        text += f", byte caps at {framed:,.0f} B per framed event"
+    return k, text
+
+
 def loss_interval(x: np.ndarray, level: float) -> tuple[float, float, float]:
     """Mean and Student-t interval of per-seed loss rates, the lower bound clipped at 0."""
     mean, _, low, high = t_interval(x, level)
@@ -159,13 +194,13 @@ def loss_interval(x: np.ndarray, level: float) -> tuple[float, float, float]:
 
 
 def _table(per_seed: pd.DataFrame, scenario: Scenario, max_loss: float, level: float) -> pd.DataFrame:
-    socket = int(scenario.clients.socket_buffer_events)
+    framed = mean_framed_bytes(scenario)
     rows = []
     for size, g in per_seed.groupby("gateway.buffer_size", sort=True):
         overflow = sum(g[f"loss_rate_{c}"].to_numpy(float) for c in OVERFLOW_CAUSES)
         disconnect = sum(g[f"loss_rate_{c}"].to_numpy(float) for c in DISCONNECT_CAUSES)
         total = g["loss_rate"].to_numpy(float)
-        row: dict[str, Any] = {"buffer_size": int(size), "capacity_k": capacity_k(int(size), socket), "seeds_n": len(g)}
+        row: dict[str, Any] = {"buffer_size": int(size), "capacity_k": connection_capacity(scenario, int(size), framed)[0], "seeds_n": len(g)}
         for name, x in (("overflow_loss_rate", overflow), ("disconnect_loss_rate", disconnect), ("loss_rate", total)):
             row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = loss_interval(np.asarray(x, float), level)
         row["meets_target"] = row["overflow_loss_rate"] <= max_loss

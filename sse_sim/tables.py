@@ -73,7 +73,7 @@ def _ci_cols(name: str, what: str) -> tuple[Column, ...]:
 
 SIZING: tuple[Column, ...] = (
     Column("buffer_size", "int64", "events", "gateway.buffer_size evaluated: events that wait per connection."),
-    Column("capacity_k", "int64", "events", "Events a connection holds: buffer_size + 1 in flight + socket_buffer_events (M/M/1/K's K)."),
+    Column("capacity_k", "int64", "events", "Events a connection holds: buffer_size + 1 in flight + socket_buffer_events (M/M/1/K's K); byte caps counted in events of the workload's mean framed size."),
     Column("seeds_n", "int64", "", "Seeds run at this size (the same seeds at every size)."),
     *_ci_cols("overflow_loss_rate", f"Share of attempts lost because the buffer was full ({' + '.join(OVERFLOW_CAUSES)})"),
     *_ci_cols("disconnect_loss_rate", f"Share lost because the connection or the node's subscriber was gone ({' + '.join(DISCONNECT_CAUSES)}): no buffer size fixes it"),

@@ -169,3 +169,21 @@ def test_cli_sweep(tmp_path):
     )
     assert bad.returncode == 2
     assert "gateway.bufer_size: unknown key" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_capacity_counts_byte_caps_in_events_of_the_mean_framed_size():
+    from sse_sim.sizing import connection_capacity
+
+    # one payload size, 450 B: 458 B framed
+    sc = load_scenario(SCENARIOS / "mm1k.yaml").with_overrides({"publishers.0.payload_bytes": 450})
+    assert connection_capacity(sc) == (51, "buffer 50 + 1 in flight")
+    # 13,312 B of sockets hold 29 such events; with 0 events the bytes alone decide
+    k, text = connection_capacity(sc.with_overrides({"clients.socket_buffer_bytes": 13312}))
+    assert k == 50 + 1 + 29 and "29 in socket buffers" in text and "458 B per framed event" in text
+    # both socket caps apply: the smaller wins
+    assert connection_capacity(sc.with_overrides({"clients.socket_buffer_bytes": 13312, "clients.socket_buffer_events": 10}))[0] == 61
+    # a byte cap on the gateway's queue: 4,580 B hold 10 waiting events
+    k, text = connection_capacity(sc.with_overrides({"gateway.buffer_bytes": 4580}))
+    assert k == 11 and text.startswith("buffer 10 + 1 in flight")
+    # at another buffer size, as the sizing table reads it
+    assert connection_capacity(sc.with_overrides({"gateway.buffer_bytes": 4580}), buffer_size=5)[0] == 6

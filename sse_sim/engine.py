@@ -51,8 +51,8 @@ from .walk_steps import (
     overflow,
     queue_accepts,
     reconnect_at,
-    refill,
     session_at,
+    take_queued,
     wrap,
     writer_may_take,
 )
@@ -148,9 +148,11 @@ def _walk_clients(inp, gw, out, c_lo, c_hi, use_bytes):  # pragma: no cover - ji
     of events held by any connection at once. ``use_bytes`` is a constant of each compiled
     form (:func:`_walk`, :func:`_walk_bytes`): with it the byte caps apply.
     """
-    # unpacked once per call, not per client or row (see the note above the helpers)
-    row_off = inp.row_off
-    event_id = inp.event_id
+    # unpacked once per call, not per client or row (see the note above the helpers); row and
+    # event indices read as unsigned: numba indexes with them directly, without the check for a
+    # negative index (Python's wrap-around) it adds for a signed one
+    row_off = inp.row_off.view(np.uint64)
+    event_id = inp.event_id.view(np.uint64)
     published_at = inp.published_at
     hop = inp.hop
     node_read_at = inp.node_read_at
@@ -174,10 +176,9 @@ def _walk_clients(inp, gw, out, c_lo, c_hi, use_bytes):  # pragma: no cover - ji
     sock_cap = gw.socket_buffer_bytes
     q_cap = gw.buffer_bytes
     use_node = node_read_at.size > 0
-    # one connection's ring buffers, reused from client to client
-    wait = np.empty(buffer_size, np.int64)  # rows queued
-    flight = np.empty(inflight_cap, np.int64)  # rows taken by the writer
-    enter = np.empty(inflight_cap, np.float64)  # per flight slot: when the writer took it
+    # one connection's ring buffers, reused from client to client; rows as unsigned indices too
+    wait = np.empty(buffer_size, np.uint64)  # rows queued
+    flight = np.empty(inflight_cap, np.uint64)  # rows taken by the writer
     max_held = 0
     for c in range(c_lo, c_hi):
         r0 = row_off[c]
@@ -213,11 +214,12 @@ def _walk_clients(inp, gw, out, c_lo, c_hi, use_bytes):  # pragma: no cover - ji
             p = p_next
             arr = arr_next
             gateway_at[r] = arr
-            if r + 1 < r1:
-                e_next = event_id[r + 1]
+            r_next = r + np.uint64(1)
+            if r_next < r1:
+                e_next = event_id[r_next]
                 p_next = published_at[e_next]
                 if use_node:
-                    arr_next = node_read_at[r + 1]
+                    arr_next = node_read_at[r_next]
                 else:
                     arr_next = p_next + hop[e_next]
                 # one TCP stream per subscriber keeps order; an event lost at the node (NaN)
@@ -228,58 +230,64 @@ def _walk_clients(inp, gw, out, c_lo, c_hi, use_bytes):  # pragma: no cover - ji
                     prev_arr = arr_next
             else:
                 arr_next = np.nan
-            # 1. the connection holding queued events closed before this arrival: drain what
-            #    finishes before the close, flush the rest.
-            t_now = arr if arr == arr else p
-            if conn >= 0 and conn_end <= t_now:
-                f_head, n_flight, w_head, n_wait, head_done, last_recv, fl_bytes, q_bytes = advance(
-                    conn_end, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done,
-                    last_recv, drain, net, outcome, left_at, received_at,
-                    use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
-                )
-                flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
-                n_flight = 0
-                n_wait = 0
-                fl_bytes = 0
-                q_bytes = 0
-                head_done = np.inf
-                conn = -1
-                last_recv = -np.inf
-            # 2. Redis dropped it with the node's subscriber
-            if use_node and node_lost[r]:
-                outcome[r] = LOST_REDIS_OUTPUT_LIMIT
-                gateway_at[r] = np.nan
-                session_id[r] = -1
-                continue
-            # 3. subscription active at publish time?
-            s = session_at(sess_dis, s, s_end, p)
-            if s >= s_end or sess_sub[s] > p or p < down_until:
-                if p <= cut_at and s < s_end and sess_sub[s] <= p:
-                    # published while subscribed, still on its way when the gateway closed the
-                    # slow connection: lost with the connection, not for want of a subscription
-                    outcome[r] = LOST_IN_BUFFER
-                    session_id[r] = s
-                    continue
-                outcome[r] = LOST_DISCONNECTED
-                gateway_at[r] = np.nan
-                session_id[r] = -1
-                continue
-            if conn != s:
-                # a new session is a new TCP stream; after a slow-client cut the client reconnects
-                # only once it has read the close, i.e. after everything sent before it
-                if s != last_sess:
+            if conn >= 0 and arr < conn_end and p < conn_end and not (use_node and node_lost[r]):
+                # the connection is open and stays open past this row's arrival, and the row was
+                # published no earlier than the one that opened it (rows come in publish order),
+                # so while subscribed: steps 1 to 3 come to this (most rows)
+                session_id[r] = conn
+            else:
+                # 1. the connection holding queued events closed before this arrival: drain what
+                #    finishes before the close, flush the rest.
+                t_now = arr if arr == arr else p
+                if conn >= 0 and conn_end <= t_now:
+                    f_head, n_flight, w_head, n_wait, head_done, last_recv, fl_bytes, q_bytes = advance(
+                        conn_end, flight, wait, f_head, n_flight, w_head, n_wait, head_done,
+                        last_recv, drain, net, outcome, left_at, received_at,
+                        use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
+                    )
+                    flush(flight, f_head, n_flight, wait, w_head, n_wait, LOST_IN_BUFFER, conn_end, outcome, left_at)
+                    n_flight = 0
+                    n_wait = 0
+                    fl_bytes = 0
+                    q_bytes = 0
+                    head_done = np.inf
+                    conn = -1
                     last_recv = -np.inf
-                conn = s
-                last_sess = s
-                conn_end = sess_dis[s]
-            session_id[r] = s
-            if conn_end <= arr:
-                # subscribed at publish, but the connection closed before the event got there
-                outcome[r] = LOST_IN_BUFFER
-                continue
+                # 2. Redis dropped it with the node's subscriber
+                if use_node and node_lost[r]:
+                    outcome[r] = LOST_REDIS_OUTPUT_LIMIT
+                    gateway_at[r] = np.nan
+                    session_id[r] = -1
+                    continue
+                # 3. subscription active at publish time?
+                s = session_at(sess_dis, s, s_end, p)
+                if s >= s_end or sess_sub[s] > p or p < down_until:
+                    if p <= cut_at and s < s_end and sess_sub[s] <= p:
+                        # published while subscribed, still on its way when the gateway closed the
+                        # slow connection: lost with the connection, not for want of a subscription
+                        outcome[r] = LOST_IN_BUFFER
+                        session_id[r] = s
+                        continue
+                    outcome[r] = LOST_DISCONNECTED
+                    gateway_at[r] = np.nan
+                    session_id[r] = -1
+                    continue
+                if conn != s:
+                    # a new session is a new TCP stream; after a slow-client cut the client reconnects
+                    # only once it has read the close, i.e. after everything sent before it
+                    if s != last_sess:
+                        last_recv = -np.inf
+                    conn = s
+                    last_sess = s
+                    conn_end = sess_dis[s]
+                session_id[r] = s
+                if conn_end <= arr:
+                    # subscribed at publish, but the connection closed before the event got there
+                    outcome[r] = LOST_IN_BUFFER
+                    continue
             # 4. deliver everything the client finished reading by now
             f_head, n_flight, w_head, n_wait, head_done, last_recv, fl_bytes, q_bytes = advance(
-                arr, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done,
+                arr, flight, wait, f_head, n_flight, w_head, n_wait, head_done,
                 last_recv, drain, net, outcome, left_at, received_at,
                 use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
             )
@@ -289,16 +297,14 @@ def _walk_clients(inp, gw, out, c_lo, c_hi, use_bytes):  # pragma: no cover - ji
             b = framed(nbytes, event_id, r) if use_bytes else 0
             if can_start and n_wait == 0 and n_flight < inflight_cap and fits_in_flight(use_bytes, n_flight, fl_bytes, b, sock_cap):
                 # nothing queued and a free slot: the writer takes it at once (most rows)
-                slot = wrap(f_head + n_flight, inflight_cap)
-                flight[slot] = r
-                enter[slot] = arr
+                flight[np.uint64(wrap(f_head + n_flight, inflight_cap))] = r
                 n_flight += 1
                 if n_flight == 1:
                     head_done = arr + drain[r]
                 elif use_bytes:
                     fl_bytes += b
             elif queue_accepts(use_bytes, n_wait, buffer_size, q_bytes, b, q_cap):
-                wait[wrap(w_head + n_wait, buffer_size)] = r
+                wait[np.uint64(wrap(w_head + n_wait, buffer_size))] = r
                 n_wait += 1
                 q_bytes += b
             else:
@@ -319,8 +325,8 @@ def _walk_clients(inp, gw, out, c_lo, c_hi, use_bytes):  # pragma: no cover - ji
                     continue
             if can_start:
                 idle = n_flight == 0
-                n_flight, w_head, n_wait, fl_bytes, q_bytes = refill(
-                    arr, flight, enter, wait, f_head, n_flight, w_head, n_wait,
+                n_flight, w_head, n_wait, fl_bytes, q_bytes = take_queued(
+                    flight, wait, f_head, n_flight, w_head, n_wait,
                     use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
                 )
                 if idle and n_flight > 0:
@@ -330,7 +336,7 @@ def _walk_clients(inp, gw, out, c_lo, c_hi, use_bytes):  # pragma: no cover - ji
                 max_held = held
         # end of the run: the last connection stays open unless it was scripted to close
         f_head, n_flight, w_head, n_wait, head_done, last_recv, fl_bytes, q_bytes = advance(
-            conn_end, flight, enter, wait, f_head, n_flight, w_head, n_wait, head_done,
+            conn_end, flight, wait, f_head, n_flight, w_head, n_wait, head_done,
             last_recv, drain, net, outcome, left_at, received_at,
             use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap,
         )

@@ -12,7 +12,13 @@ Tolerance rule (a metric is *within* when ``|real - sim| <= tolerance``):
   outage loses a run of them), so the standard error is a cluster one: clusters are (seed,
   client, 1-second publish batch), ``se = sqrt(k / (k - 1) * sum (x_i - r n_i)^2) / N`` for the
   ratio estimator. The ``1 / attempts`` term is one attempt of rounding; a deterministic scenario
-  has zero standard error, so its loss counts must agree to within one attempt.
+  has zero standard error, so its loss counts must agree to within one attempt. Under Redis's
+  output-buffer limit on real Redis, ``+ lag_rate``: the real run measures how fast its node's
+  subscriber really read while it had a backlog (:func:`reader_rate`) and how long its outage
+  really lasted (the gateway's outages); where either was slower than the scenario says
+  (``reader_rate_per_s``, ``resubscribe_s``), the simulator is run again at the measured
+  figures and ``lag_rate`` is how far each rate moves (0 otherwise). A loaded machine's reader
+  falls behind its plan and its resubscription comes late, which loses more events for real.
 * **latency percentiles** (p50, p95, p99): ``z * sqrt(se_sim^2 + se_real^2) + latency_floor_s
   + jitter_q``, where each ``se`` is the distribution-free order-statistic one (half the width
   of the binomial index interval ``n q +- sqrt(n q (1 - q))`` mapped through the sorted sample)
@@ -68,7 +74,7 @@ from .scenario import Scenario, as_scenario
 from .simulation import simulate
 from .tables import COMPARISON
 
-__all__ = ["compare", "Comparison", "COMPARISON", "comparison_table", "pool_jitter", "queue_depth"]
+__all__ = ["compare", "Comparison", "COMPARISON", "comparison_table", "pool_jitter", "queue_depth", "reader_rate"]
 
 LATENCY_METRICS = (("latency_p50_s", 0.50), ("latency_p95_s", 0.95), ("latency_p99_s", 0.99))
 BATCH_S = 1.0
@@ -89,6 +95,10 @@ class Comparison:
     """The simulator's ``redis.output_buffer.kernel_buffer_bytes`` (given or measured; 0 without a limit)."""
     jitter: dict[str, dict[str, float]] | None = None
     """The real runs' measured lateness, pooled over seeds (:func:`pool_jitter`); None when the latency tolerance did not use it."""
+    reader_lag: dict[str, float] | None = None
+    """Under Redis's output-buffer limit on real Redis: the real subscriber's measured ``reader_rate_per_s`` and outage ``resubscribe_s`` (the mean), and the scenario's; None otherwise."""
+    lag_rate: dict[str, float] = field(default_factory=dict)
+    """Per rate metric, what the real subscriber's measured lag added to its tolerance (module docstring); empty when nothing."""
     sims: list[SimulationResult] = field(default_factory=list, repr=False)
     reals: list[SimulationResult] = field(default_factory=list, repr=False)
 
@@ -122,6 +132,13 @@ class Comparison:
                 f"  real-run jitter: drain slip mean {slip['mean'] * 1000:.2f} ms, sd {slip['sd'] * 1000:.2f} ms, "
                 f"p99 {slip['p99'] * 1000:.2f} ms ({slip['n']} events); reader delay p99 {reader['p99'] * 1000:.2f} ms; "
                 f"delivery lateness p99 {late['p99'] * 1000:.2f} ms"
+            )
+        if self.reader_lag is not None:
+            lag = self.reader_lag
+            lines.append(
+                f"  real-run Redis subscriber: read {lag['reader_rate_per_s']:,.0f}/s while behind (scenario "
+                f"{lag['scenario_reader_rate_per_s']:,.0f}/s), outage {lag['resubscribe_s'] * 1000:.0f} ms (scenario "
+                f"{lag['scenario_resubscribe_s'] * 1000:.0f} ms): rates' tolerance + lag_rate"
             )
         lines.append("AGREE" if self.ok else "DISAGREE: " + ", ".join(self.failed))
         return "\n".join(lines)
@@ -205,6 +222,61 @@ def queue_depth(records: pd.DataFrame) -> np.ndarray:
     return depth
 
 
+def reader_rate(records: pd.DataFrame) -> tuple[float, int]:
+    """The rate a node's subscriber read at while it had a backlog, from records: messages per second and how many reads it rests on.
+
+    Per seed and node, each event's read instant is its earliest ``gateway_at``; a read counts
+    when its event was published before the read ahead of it, so the reader went from one to
+    the next without waiting for Redis. The rate is those reads over the time between them.
+    """
+    keep = np.isfinite(records["gateway_at"].to_numpy(dtype=np.float64))
+    cols = [c for c in ("_seed", "node") if c in records.columns]
+    first = records.loc[keep, [*cols, "event_id", "gateway_at", "published_at"]].groupby([*cols, "event_id"], observed=True).min()
+    n, span = 0, 0.0
+    groups = first.groupby(level=cols, observed=True) if cols else [(None, first)]
+    for _, g in groups:
+        g = g.sort_values("gateway_at")
+        read = g["gateway_at"].to_numpy(dtype=np.float64)
+        published = g["published_at"].to_numpy(dtype=np.float64)
+        busy = published[1:] <= read[:-1]
+        n += int(busy.sum())
+        span += float(np.diff(read)[busy].sum())
+    return (n / span if span > 0 else math.nan), n
+
+
+def _reader_lag(
+    sim_sc: Scenario, seeds: list[int], sim_frame: pd.DataFrame, real_frame: pd.DataFrame, reals: list[SimulationResult]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The real subscriber's measured reading rate and outage, and ``lag_rate`` of the tolerance rule (module docstring)."""
+    ob = sim_sc.redis.output_buffer
+    assert ob is not None
+    measured, _ = reader_rate(real_frame)
+    durations = [
+        float(o["duration_s"]) for r in reals for m in r.metadata.get("gateway_metrics", [])
+        for o in m.get("outages", []) if o.get("duration_s") is not None
+    ]
+    outage = float(np.mean(durations)) if durations else float(ob.resubscribe_s)
+    lag = {
+        "reader_rate_per_s": measured if math.isfinite(measured) else float(ob.reader_rate_per_s),
+        "scenario_reader_rate_per_s": float(ob.reader_rate_per_s),
+        "resubscribe_s": outage,
+        "scenario_resubscribe_s": float(ob.resubscribe_s),
+    }
+    # lateness is one-sided: a reader faster than planned or a quicker outage widens nothing
+    slower = {}
+    if lag["reader_rate_per_s"] < ob.reader_rate_per_s:
+        slower["redis.output_buffer.reader_rate_per_s"] = lag["reader_rate_per_s"]
+    if outage > ob.resubscribe_s:
+        slower["redis.output_buffer.resubscribe_s"] = outage
+    if not slower:
+        return lag, {}
+    lagging = sim_sc.with_overrides(slower)
+    frame = pd.concat([simulate(lagging, s).records.assign(_seed=s) for s in seeds], ignore_index=True)
+    moved = comparison_table(sim_frame, frame, z=0.0, latency_floor_s=0.0)
+    rates = moved[~moved["metric"].str.startswith("latency")]
+    return lag, {str(m): abs(float(d)) for m, d in zip(rates["metric"], rates["diff"], strict=True) if math.isfinite(d)}
+
+
 def _jitter_allowance(sim: pd.DataFrame, real: pd.DataFrame, jitter: dict[str, dict[str, float]], q: float, z: float) -> float:
     """``jitter_q`` of the tolerance rule (module docstring): the measured lateness a real q-quantile may carry."""
     sim_hop = (sim["gateway_at"] - sim["published_at"]).to_numpy(dtype=np.float64)
@@ -231,13 +303,15 @@ def comparison_table(
     z: float = 3.29,
     latency_floor_s: float = 0.010,
     jitter: dict[str, dict[str, float]] | None = None,
+    lag_rate: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """The comparison table of two record frames of the same workload (columns: COMPARISON).
 
     Both frames may hold several seeds, told apart by a ``_seed`` column (absent: one seed).
     ``jitter``: the real run's measured lateness (``metadata["jitter"]``, or :func:`pool_jitter`
     of several), which widens the latency tolerances as the module docstring says; None: the
-    floor alone.
+    floor alone. ``lag_rate``: per rate metric, what the real subscriber's measured lag adds
+    to its tolerance (module docstring).
     """
     frames = []
     for f in (sim, real):
@@ -251,7 +325,7 @@ def comparison_table(
         s_val = float(s_hit.mean()) if len(s_hit) else math.nan
         r_val = float(r_hit.mean()) if len(r_hit) else math.nan
         se = math.hypot(_cluster_se(sim, s_hit), _cluster_se(real, r_hit))
-        rows.append((name, s_val, r_val, z * se + one))
+        rows.append((name, s_val, r_val, z * se + one + (lag_rate or {}).get(name, 0.0)))
     s_lat = sim["latency_s"].dropna().to_numpy()
     r_lat = real["latency_s"].dropna().to_numpy()
     for name, q in LATENCY_METRICS:
@@ -362,7 +436,10 @@ def compare(
     sim_frame = pd.concat([r.records.assign(_seed=s) for r, s in zip(sims, seed_list, strict=True)], ignore_index=True)
     real_frame = pd.concat([r.records.assign(_seed=s) for r, s in zip(reals, seed_list, strict=True)], ignore_index=True)
     jitter = pool_jitter([r.metadata["jitter"] for r in reals]) if measured_jitter else None
-    table = comparison_table(sim_frame, real_frame, z=z, latency_floor_s=latency_floor_s, jitter=jitter)
+    lag = lag_rate = None
+    if backend == "redis" and ob is not None and measured_jitter:
+        lag, lag_rate = _reader_lag(sim_sc, seed_list, sim_frame, real_frame, reals)
+    table = comparison_table(sim_frame, real_frame, z=z, latency_floor_s=latency_floor_s, jitter=jitter, lag_rate=lag_rate)
     return Comparison(
         table=table,
         sim=sims[0],
@@ -373,6 +450,8 @@ def compare(
         socket_buffer_events=socket_events,
         kernel_buffer_bytes=kernel_bytes,
         jitter=jitter,
+        reader_lag=lag,
+        lag_rate=lag_rate or {},
         sims=sims,
         reals=reals,
     )

@@ -236,11 +236,16 @@ def test_output_limit_losses_on_real_redis(redis_server, redis_url: str, scenari
         assert ids.size and (ids.max() - ids.min() + 1 - ids.size) <= 25
     assert 0.3 < lost["sim"] < 0.45 and 0.3 < lost["real"] < 0.45
     # compare agrees on every metric, latency within the measured jitter's allowance. Its loss
-    # tolerance is wide here (one client's losses come in one cluster), so the amount is held
-    # to a tighter bound: the simulator and real runs have agreed within 1.2 points (36.7 %
-    # against 37.2-37.9 %); 4 points leaves room for a loaded machine's slower reader.
+    # tolerance is wide here (one client's losses are one cluster), so the amount is held to a
+    # tighter bound: 2 points (idle, the simulator and real runs agree within 1.2: 36.7 %
+    # against 37.2-37.9 %), plus what the real subscriber's measured lag moves the simulator's
+    # loss by (a loaded machine's reader falls behind its 1,000/s and loses 40-41 %)
     assert result.ok, result.format()
-    assert abs(lost["real"] - lost["sim"]) < 0.04, result.format()
+    lag = result.reader_lag
+    assert lag is not None and 0.5 * 1000 < lag["reader_rate_per_s"] <= 1.02 * 1000 and lag["resubscribe_s"] >= 0.05
+    allowance = result.lag_rate.get("loss_rate_lost_redis_output_limit", 0.0)
+    assert allowance < 0.1, result.format()
+    assert abs(lost["real"] - lost["sim"]) < 0.02 + allowance, result.format()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -149,43 +149,13 @@ def queue_accepts(use_bytes, n_wait, buffer_size, q_bytes, b, q_cap):  # pragma:
 
 
 @numba.njit(cache=True, inline="always")
-def refill(t, flight, enter, wait, f_head, n_flight, w_head, n_wait, use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap):  # pragma: no cover
-    """The writer takes queued events into the free flight slots at ``t``, oldest first.
+def take_queued(flight, wait, f_head, n_flight, w_head, n_wait, use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap):  # pragma: no cover
+    """The writer takes queued events into the free flight slots, oldest first.
 
     With byte caps an event goes into flight only if the bytes in flight beyond the one being
     read, plus its own, fit ``sock_cap``; the event that becomes the one read always does. The
-    queue is FIFO: an event that does not fit holds back those behind it.
-    """
-    inflight_cap = flight.size
-    buffer_size = wait.size
-    # one way out of the loop (no break): see the note on reference counting above
-    fits = True
-    while fits and n_flight < inflight_cap and n_wait > 0:
-        w = wait[w_head]
-        if use_bytes:
-            b = framed(nbytes, event_id, w)
-            fits = fits_in_flight(use_bytes, n_flight, fl_bytes, b, sock_cap)
-            if fits:
-                if n_flight > 0:
-                    fl_bytes += b
-                q_bytes -= b
-        if fits:
-            w_head = wrap(w_head + 1, buffer_size)
-            n_wait -= 1
-            slot = wrap(f_head + n_flight, inflight_cap)
-            flight[slot] = w
-            enter[slot] = t
-            n_flight += 1
-    return n_flight, w_head, n_wait, fl_bytes, q_bytes
-
-
-@numba.njit(cache=True, inline="always")
-def take_queued(flight, wait, f_head, n_flight, w_head, n_wait, use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap):  # pragma: no cover
-    """The pub/sub walk's :func:`refill`: the writer takes queued events into the free flight slots, oldest first.
-
-    The same moves as :func:`refill`, without noting when each event entered flight: the
-    pub/sub walk has no use for it (see :func:`advance`). The rings hold rows as unsigned
-    indices and are indexed by unsigned positions (see the note above).
+    queue is FIFO: an event that does not fit holds back those behind it. Positions are
+    unsigned (see the note above), whatever the rings' own integer type.
     """
     inflight_cap = flight.size
     buffer_size = wait.size
@@ -205,6 +175,21 @@ def take_queued(flight, wait, f_head, n_flight, w_head, n_wait, use_bytes, nbyte
             n_wait -= 1
             flight[np.uint64(wrap(f_head + n_flight, inflight_cap))] = w
             n_flight += 1
+    return n_flight, w_head, n_wait, fl_bytes, q_bytes
+
+
+@numba.njit(cache=True, inline="always")
+def refill(t, flight, enter, wait, f_head, n_flight, w_head, n_wait, use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap):  # pragma: no cover
+    """:func:`take_queued`, noting in ``enter`` that each event taken entered flight at ``t``.
+
+    The replay walk needs those instants; the pub/sub walk does not (see :func:`advance`).
+    """
+    before = n_flight
+    n_flight, w_head, n_wait, fl_bytes, q_bytes = take_queued(
+        flight, wait, f_head, n_flight, w_head, n_wait, use_bytes, nbytes, event_id, fl_bytes, q_bytes, sock_cap
+    )
+    for k in range(before, n_flight):
+        enter[wrap(f_head + k, flight.size)] = t
     return n_flight, w_head, n_wait, fl_bytes, q_bytes
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sse_sim.compare import compare, comparison_table, pool_jitter, queue_depth
+from sse_sim.compare import compare, comparison_table, pool_jitter, queue_depth, reader_rate
 from sse_sim.outcomes import LOSS_CAUSES
 from sse_sim.tables import TABLES, check_frame
 
@@ -205,6 +205,22 @@ def test_cli_compare_on_real_redis_exits_0(name: str, redis_url: str, scenarios_
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "AGREE" in out.stdout
+
+
+@pytest.mark.parametrize("rate", [1000, 640])
+def test_reader_rate_reads_the_subscribers_rate_off_the_records(rate: int, scenarios_dir) -> None:
+    from sse_sim import load_scenario, simulate
+
+    sc = load_scenario(scenarios_dir / "real_output_limit.yaml").with_overrides(
+        {"redis.output_buffer.kernel_buffer_bytes": 2_900_000, "redis.output_buffer.reader_rate_per_s": rate}
+    )
+    records = simulate(sc, 0).records
+    measured, n = reader_rate(records)
+    # the simulated reader takes one message every 1/rate s while it is behind
+    assert n > 1000 and measured == pytest.approx(rate, rel=1e-9)
+    # events read without a backlog do not count: one event every 10 ms gives nothing to read
+    idle = sc.with_overrides({"publishers.0.size": 1})
+    assert reader_rate(simulate(idle, 0).records)[1] == 0
 
 
 @pytest.mark.redis

@@ -50,10 +50,13 @@ def _check(result, scenarios_dir) -> None:  # type: ignore[no-untyped-def]
     assert t.loc["loss_rate_dropped_overflow", "real"] == t.loc["loss_rate", "real"]
     # the scenario's socket_buffer_events (large) is used as is: compare adds no event cap of its own
     assert result.socket_buffer_events == 1000
-    # What the real sockets hold varies from run to run (29 events of 450 B on most runs, up to
-    # ~40 on some: real loss 13.5-19.4 % over eight runs against the simulator's 18.8 %), so the
-    # loss is checked against that measured band of the byte model, not the statistical tolerance:
-    # the real run must lose what the simulator loses with the sockets holding 20 to 45 events.
+    # What the real sockets hold varies from run to run and burst to burst (11 to 44 events of
+    # 450 B beyond the queue and the one being read, mostly alike for all clients within a
+    # burst: Linux sizes a receive window by the recent segments, and right after connecting it
+    # is still small): real loss 13.5-22.3 % over fifteen runs against the simulator's 18.8 %.
+    # So the loss is checked against the byte model's band, not the statistical tolerance: the
+    # real run must lose what the simulator loses with the sockets holding, on average over the
+    # bursts, 45 to 20 events (5.5 % to 26.3 %; the lossiest run so far averaged ~23).
     real = t.loc["loss_rate", "real"]
     assert _band(scenarios_dir, 45) <= real <= _band(scenarios_dir, 20), result.format()
     # the latencies agree within compare's tolerance

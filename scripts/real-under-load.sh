@@ -2,16 +2,17 @@
 # Run the real-mode comparison tests N times while both cores are kept busy, and print how each
 # run went: the check that real-vs-simulator agreement holds on a loaded machine.
 #
-#   scripts/real-under-load.sh [N]          # N runs (default 10) of the twelve tests below
-#   ALL=1 scripts/real-under-load.sh 3      # every test of tests/test_compare.py and tests/test_real_runner.py
+#   scripts/real-under-load.sh [N]          # N runs (default 10) of the fourteen tests below
+#   ALL=1 scripts/real-under-load.sh 3      # every test of test_compare.py, test_real_runner.py, test_compare_bytes.py
 #   PYTEST_ARGS='-k fakeredis' scripts/real-under-load.sh 3
 #
-# The twelve tests: the three 20 kB burst scenarios (drop_newest, drop_oldest, disconnect), whose
+# The fourteen tests: the three 20 kB burst scenarios (drop_newest, drop_oldest, disconnect), whose
 # latency is the sum of ~50 drains and so the most sensitive to a loaded machine, compared on
 # fakeredis and on real Redis, and through the CLI on real Redis; Redis's output-buffer limit
 # (its amount lost, and the CLI on it), whose rate-capped reader a loaded machine slows; the burst replayed row by row
-# against the simulator; and the CLI flagging a model that is really wrong (so the tolerance
-# has not become blind). A full run of both files takes ~5 min loaded; these ~2.5 min.
+# against the simulator; the CLI flagging a model that is really wrong (so the tolerance
+# has not become blind); and slow_mobile_bytes (sockets counted in bytes, whose real holding
+# varies run to run) on both backends.
 #
 # Load: stress-ng (--cpu 2) if installed, else two Python busy loops; both are started here,
 # killed by PID on exit (also on Ctrl-C or an error). The real-Redis tests start their own
@@ -26,7 +27,7 @@ fi
 PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
 if [ -n "${ALL:-}" ]; then
-    TESTS=(tests/test_compare.py tests/test_real_runner.py)
+    TESTS=(tests/test_compare.py tests/test_real_runner.py tests/test_compare_bytes.py)
 else
     TESTS=(
         "tests/test_compare.py::test_deterministic_burst_agrees_exactly[fakeredis]"
@@ -41,6 +42,8 @@ else
         "tests/test_compare.py::test_output_limit_losses_on_real_redis"
         "tests/test_compare.py::test_cli_compare_exits_1_naming_the_metric"
         "tests/test_real_runner.py::test_exact_burst_matches_the_simulator_row_by_row[fakeredis]"
+        "tests/test_compare_bytes.py::test_compare_agrees_on_fakeredis"
+        "tests/test_compare_bytes.py::test_compare_agrees_on_redis"
     )
 fi
 read -r -a EXTRA <<< "${PYTEST_ARGS:-}"

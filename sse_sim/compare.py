@@ -19,6 +19,14 @@ Tolerance rule (a metric is *within* when ``|real - sim| <= tolerance``):
   (``reader_rate_per_s``, ``resubscribe_s``), the simulator is run again at the measured
   figures and ``lag_rate`` is how far each rate moves (0 otherwise). A loaded machine's reader
   falls behind its plan and its resubscription comes late, which loses more events for real.
+  With socket calibration (the default), ``+ hold_rate``: the real run measures what its
+  sockets held at each overflow (:func:`~sse_sim.real.classify.socket_held`), which real TCP
+  sizes by the segments it has seen, so it varies from run to run and burst to burst (one
+  scenario's sockets held 27 to 40 events of 450 B). Where the mean over the overflow episodes
+  differs from what the simulator's sockets hold (``clients.socket_buffer_bytes`` when the
+  scenario counts bytes, else ``socket_buffer_events``), the simulator is run again holding
+  the measured mean and ``hold_rate`` is how far each rate moves. Without calibration
+  (``--no-calibrate``) the scenario's socket buffering is checked as given.
 * **latency percentiles** (p50, p95, p99): ``z * sqrt(se_sim^2 + se_real^2) + latency_floor_s
   + jitter_q``, where each ``se`` is the distribution-free order-statistic one (half the width
   of the binomial index interval ``n q +- sqrt(n q (1 - q))`` mapped through the sorted sample)
@@ -100,6 +108,10 @@ class Comparison:
     """Under Redis's output-buffer limit on real Redis: the real subscriber's measured ``reader_rate_per_s`` and outage ``resubscribe_s`` (the mean), and the scenario's; None otherwise."""
     lag_rate: dict[str, float] = field(default_factory=dict)
     """Per rate metric, what the real subscriber's measured lag added to its tolerance (module docstring); empty when nothing."""
+    socket_hold: dict[str, float] | None = None
+    """With socket calibration, when the real sockets overflowed: the mean they held per overflow episode (``events``, ``bytes``, over ``episodes``), its ``min_bytes`` and ``max_bytes``, and what the simulator's sockets hold (``sim_events`` or ``sim_bytes``); None otherwise."""
+    hold_rate: dict[str, float] = field(default_factory=dict)
+    """Per rate metric, what the real sockets' measured holding added to its tolerance (module docstring); empty when nothing."""
     sims: list[SimulationResult] = field(default_factory=list, repr=False)
     reals: list[SimulationResult] = field(default_factory=list, repr=False)
 
@@ -140,6 +152,17 @@ class Comparison:
                 f"  real-run Redis subscriber: read {lag['reader_rate_per_s']:,.0f}/s while behind (scenario "
                 f"{lag['scenario_reader_rate_per_s']:,.0f}/s), outage {lag['resubscribe_s'] * 1000:.0f} ms (scenario "
                 f"{lag['scenario_resubscribe_s'] * 1000:.0f} ms): rates' tolerance + lag_rate"
+            )
+        if self.socket_hold is not None:
+            hold = self.socket_hold
+            sim_says = (
+                f"{hold['sim_bytes']:,.0f} B" if "sim_bytes" in hold else f"{hold['sim_events']:.0f} events"
+            )
+            lines.append(
+                f"  real-run sockets at overflow: held {hold['events']:.1f} events, {hold['bytes']:,.0f} B on average "
+                f"({hold['min_bytes']:,.0f}-{hold['max_bytes']:,.0f} B over {hold['episodes']:.0f} episodes); "
+                f"the simulator's hold {sim_says}"
+                + (": rates' tolerance + hold_rate" if self.hold_rate else "")
             )
         lines.append("AGREE" if self.ok else "DISAGREE: " + ", ".join(self.failed))
         return "\n".join(lines)
@@ -278,6 +301,42 @@ def _reader_lag(
     return lag, {str(m): abs(float(d)) for m, d in zip(rates["metric"], rates["diff"], strict=True) if math.isfinite(d)}
 
 
+def _socket_hold(
+    sim_sc: Scenario, seeds: list[int], sim_frame: pd.DataFrame, reals: list[SimulationResult]
+) -> tuple[dict[str, float] | None, dict[str, float]]:
+    """What the real sockets held at overflow, pooled over the runs, and ``hold_rate`` of the tolerance rule (module docstring)."""
+    events = [x for r in reals for x in r.metadata.get("socket_held", {}).get("events", [])]
+    held_bytes = [x for r in reals for x in r.metadata.get("socket_held", {}).get("bytes", [])]
+    if not events:
+        return None, {}
+    hold = {
+        "episodes": float(len(events)),
+        "events": float(np.mean(events)),
+        "bytes": float(np.mean(held_bytes)),
+        "min_bytes": float(np.min(held_bytes)),
+        "max_bytes": float(np.max(held_bytes)),
+    }
+    cl = sim_sc.clients
+    if cl.socket_buffer_bytes is not None:
+        hold["sim_bytes"] = float(cl.socket_buffer_bytes)
+        # A cap of B bytes holds the whole events that fit, on average half an event short of
+        # B; the measured mean is of whole events, so the cap that holds it is half an event more.
+        half_event = 0.5 * hold["bytes"] / hold["events"] if hold["events"] > 0 else 0.0
+        override: dict[str, Any] = {"clients.socket_buffer_bytes": int(round(hold["bytes"] + half_event))}
+        same = override["clients.socket_buffer_bytes"] == cl.socket_buffer_bytes
+    else:
+        hold["sim_events"] = float(cl.socket_buffer_events)
+        override = {"clients.socket_buffer_events": int(round(hold["events"]))}
+        same = override["clients.socket_buffer_events"] == cl.socket_buffer_events
+    if same:
+        return hold, {}
+    measured = sim_sc.with_overrides(override)
+    frame = pd.concat([simulate(measured, s).records.assign(_seed=s) for s in seeds], ignore_index=True)
+    moved = comparison_table(sim_frame, frame, z=0.0, latency_floor_s=0.0)
+    rates = moved[~moved["metric"].str.startswith("latency")]
+    return hold, {str(m): abs(float(d)) for m, d in zip(rates["metric"], rates["diff"], strict=True) if math.isfinite(d) and d != 0}
+
+
 def _jitter_allowance(sim: pd.DataFrame, real: pd.DataFrame, jitter: dict[str, dict[str, float]], q: float, z: float) -> float:
     """``jitter_q`` of the tolerance rule (module docstring): the measured lateness a real q-quantile may carry."""
     sim_hop = (sim["gateway_at"] - sim["published_at"]).to_numpy(dtype=np.float64)
@@ -305,14 +364,15 @@ def comparison_table(
     latency_floor_s: float = 0.010,
     jitter: dict[str, dict[str, float]] | None = None,
     lag_rate: dict[str, float] | None = None,
+    hold_rate: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """The comparison table of two record frames of the same workload (columns: COMPARISON).
 
     Both frames may hold several seeds, told apart by a ``_seed`` column (absent: one seed).
     ``jitter``: the real run's measured lateness (``metadata["jitter"]``, or :func:`pool_jitter`
     of several), which widens the latency tolerances as the module docstring says; None: the
-    floor alone. ``lag_rate``: per rate metric, what the real subscriber's measured lag adds
-    to its tolerance (module docstring).
+    floor alone. ``lag_rate`` and ``hold_rate``: per rate metric, what the real subscriber's
+    measured lag and the real sockets' measured holding add to its tolerance (module docstring).
     """
     frames = []
     for f in (sim, real):
@@ -326,7 +386,8 @@ def comparison_table(
         s_val = float(s_hit.mean()) if len(s_hit) else math.nan
         r_val = float(r_hit.mean()) if len(r_hit) else math.nan
         se = math.hypot(_cluster_se(sim, s_hit), _cluster_se(real, r_hit))
-        rows.append((name, s_val, r_val, z * se + one + (lag_rate or {}).get(name, 0.0)))
+        allowance = (lag_rate or {}).get(name, 0.0) + (hold_rate or {}).get(name, 0.0)
+        rows.append((name, s_val, r_val, z * se + one + allowance))
     s_lat = sim["latency_s"].dropna().to_numpy()
     r_lat = real["latency_s"].dropna().to_numpy()
     for name, q in LATENCY_METRICS:
@@ -443,7 +504,10 @@ def compare(
     lag = lag_rate = None
     if backend == "redis" and ob is not None and measured_jitter:
         lag, lag_rate = _reader_lag(sim_sc, seed_list, sim_frame, real_frame, reals)
-    table = comparison_table(sim_frame, real_frame, z=z, latency_floor_s=latency_floor_s, jitter=jitter, lag_rate=lag_rate)
+    hold, hold_rate = _socket_hold(sim_sc, seed_list, sim_frame, reals) if calibrate_socket_buffers else (None, {})
+    table = comparison_table(
+        sim_frame, real_frame, z=z, latency_floor_s=latency_floor_s, jitter=jitter, lag_rate=lag_rate, hold_rate=hold_rate
+    )
     return Comparison(
         table=table,
         sim=sims[0],
@@ -456,6 +520,8 @@ def compare(
         jitter=jitter,
         reader_lag=lag,
         lag_rate=lag_rate or {},
+        socket_hold=hold,
+        hold_rate=hold_rate,
         sims=sims,
         reals=reals,
     )

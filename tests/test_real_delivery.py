@@ -12,7 +12,7 @@ import pytest
 
 from sse_sim.compare import compare
 from sse_sim.outcomes import Outcome
-from sse_sim.real.classify import classify
+from sse_sim.real.classify import classify, socket_held
 from sse_sim.real.clients import (
     CONNECTION_COLUMNS,
     ClientPlan,
@@ -223,6 +223,38 @@ def test_classifier_output_limit_outage_while_the_stream_is_still_open() -> None
     assert unexplained == 0
     wrong = np.flatnonzero(out.outcome != sim)
     assert wrong.size == 0, records.iloc[wrong[:10]]
+
+
+def test_socket_held_counts_what_was_written_and_not_yet_read_at_a_full_socket() -> None:
+    # One client on port 5000. The gateway writes events 0-9 at 0.1 s, 0.2 s, ... 1.0 s; the
+    # client takes event 0 at 0.15 s and drains it until 2.0 s, then takes one every 0.1 s.
+    def entry(e: int, fate: str, at: float) -> SimpleNamespace:
+        _, text = build_payload(1001, 1, "notification", e, 0, 100)
+        return SimpleNamespace(connection_id=1, raw_message=text, gateway_at=at, fate=fate, left_at=at)
+
+    log = [entry(e, "sent", 0.1 * (e + 1)) for e in range(10)]
+    # Queue full at 0.5 s and 0.65 s: one episode (no read since 0.15 s), in which the sockets
+    # took event 5 at 0.6 s, so they came to hold events 1-5. At 2.05 s, after the read at 2.0 s
+    # and before the gateway could write again (TCP had not reopened the window): not a full
+    # socket, not counted. At 2.3 s and 2.35 s, after a write at 2.2 s: counted, events 3-9, 13.
+    log += [entry(10, "dropped_overflow", 0.5), entry(11, "dropped_overflow", 0.65), entry(12, "dropped_overflow", 2.05)]
+    log += [entry(13, "sent", 2.2), entry(14, "dropped_overflow", 2.3), entry(15, "dropped_overflow", 2.35)]
+    reads = {0: 0.15, 1: 2.0, 2: 2.1, 3: 2.4}
+    receipts = np.array([[0, e, 0, t, t, t, 0, t, t, t] for e, t in reads.items()], np.float64)
+    # a second client (port 5001) that never read anything: its socket held all it was sent
+    stalled = [entry(e, "sent", 0.1 * (e - 15)) for e in range(16, 19)] + [entry(19, "dropped_overflow", 0.9)]
+    log += [SimpleNamespace(**{**vars(x), "connection_id": 2}) for x in stalled]
+    raw = {
+        "t0": 0.0, "receipts": receipts, "event_logs": [log], "peers": [{1: (5000, 0.0), 2: (5001, 0.0)}],
+        "connections": np.array([[0, 0, 5000, 0.0, 0.01, np.nan, 0, -1, -1], [1, 0, 5001, 0.0, 0.01, np.nan, 0, -1, -1]], np.float64),
+    }
+    sizes = np.full(20, 100)
+    sizes[3] = 1000
+    held = socket_held(SimpleNamespace(client_node=np.array([0, 0]), payload_bytes=sizes), raw)
+    assert held["at_s"] == [0.5, 2.3, 0.9]
+    assert held["events"] == [5.0, 8.0, 3.0]
+    assert held["bytes"] == [4 * 108 + 1008, 7 * 108 + 1008, 3 * 108]
+    assert held["client"] == [0.0, 0.0, 1.0]
 
 
 # ---------------------------------------------------------------------------------- sim vs real

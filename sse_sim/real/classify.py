@@ -48,11 +48,11 @@ from ..errors import SseSimError
 from ..outcomes import Outcome
 from ..records import DeliveryRows
 from ..scenario import HTTP1_CONNECTIONS_PER_ORIGIN, Scenario
-from ..workload import Workload
+from ..workload import SSE_FRAME_BYTES, Workload
 from .clients import RECEIPT_COLUMNS
 from .payloads import event_id_of
 
-__all__ = ["classify", "jitter", "JITTER_KEYS", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
+__all__ = ["classify", "jitter", "JITTER_KEYS", "socket_held", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
 
 #: Delivery mode codes per event (the replay walk's, kept here: real mode never imports the engine).
 PUBSUB, STREAM, LATEST = 0, 1, 2
@@ -335,6 +335,93 @@ def _match_connection(peer: tuple[int, float] | None, by_port: dict[int, list[in
         if conns[k, _C_OPEN] - 1.0 <= registered <= closed + 1.0:
             best = k
     return best
+
+
+def socket_held(w: Workload, raw: dict[str, Any], scale: float = 1.0) -> dict[str, list[float]]:
+    """What the sockets between the gateway and each client held when an overflow began: per episode, events and framed bytes.
+
+    The simulator's sockets hold a fixed ``clients.socket_buffer_bytes`` (or events); real TCP
+    holds what its windows allow, which Linux sizes by the segments seen so far, so it varies
+    from connection to connection and burst to burst. It is measured here as the gateway and
+    the client saw it: at an overflow instant (a ``dropped_overflow`` or ``evicted`` fate, or the
+    ``disconnected_slow`` cut), the events the gateway had written to that connection (fate
+    ``sent``) and the client had not yet taken off its socket (its receipt's ``read``). The
+    event a client is draining was taken off, as in the simulator. An episode is the overflow
+    instants between two reads of the client (until it reads again the sockets only fill); it
+    counts what they held at its last one, when the gateway's latest write to the connection
+    came after the client's latest read.
+
+    Returns ``at_s`` (when the episode began, replay time), ``client``, ``events`` and ``bytes``
+    (framed: payload + ``SSE_FRAME_BYTES``), one entry per episode; all empty without overflow.
+    """
+    conns = raw["connections"]
+    by_port: dict[int, list[int]] = {}
+    for k in range(conns.shape[0]):
+        by_port.setdefault(int(conns[k, _C_PORT]), []).append(k)
+    rec = np.asarray(raw["receipts"], dtype=np.float64).reshape(-1, len(RECEIPT_COLUMNS))
+    read_col, conn_col, event_col = (RECEIPT_COLUMNS.index(c) for c in ("read", "connection", "event"))
+    # per client connection: when it took each event off its socket
+    reads: dict[int, dict[int, float]] = {}
+    for k, e, t in zip(rec[:, conn_col].astype(np.int64), rec[:, event_col].astype(np.int64), rec[:, read_col], strict=True):
+        reads.setdefault(int(k), {})[int(e)] = float(t)
+    held_at: list[float] = []
+    held_client: list[float] = []
+    held_events: list[float] = []
+    held_bytes: list[float] = []
+    for node, log in enumerate(raw["event_logs"]):
+        peers = raw["peers"][node]
+        per_conn: dict[int, list[Any]] = {}
+        for entry in log:
+            per_conn.setdefault(entry.connection_id, []).append(entry)
+        for cid, entries in per_conn.items():
+            k = _match_connection(peers.get(cid), by_port, conns, w.client_node, node)
+            if k < 0:
+                continue
+            got = reads.get(k, {})
+            written, taken, size, overflow = [], [], [], []
+            for entry in entries:
+                e = event_id_of(entry.raw_message)
+                if e is None:
+                    continue
+                if entry.fate == "sent" and entry.left_at is not None:
+                    written.append(entry.left_at)
+                    taken.append(got.get(e, math.inf))
+                    size.append(float(w.payload_bytes[e]) + SSE_FRAME_BYTES)
+                elif entry.fate == "dropped_overflow":
+                    overflow.append(entry.gateway_at)
+                elif entry.fate in ("evicted", "disconnected_slow") and entry.left_at is not None:
+                    overflow.append(entry.left_at)
+            if not overflow or not written:
+                continue
+            w_t, t_t, sz = np.asarray(written), np.asarray(taken), np.asarray(size)
+            by_w, by_t = np.argsort(w_t, kind="stable"), np.argsort(t_t, kind="stable")
+            w_sorted, t_sorted = w_t[by_w], t_t[by_t]
+            w_cum = np.concatenate([[0.0], np.cumsum(sz[by_w])])
+            t_cum = np.concatenate([[0.0], np.cumsum(sz[by_t])])
+            all_reads = np.sort(np.fromiter(got.values(), dtype=np.float64, count=len(got)))
+            o = np.sort(np.asarray(overflow, dtype=np.float64))
+            # an episode: the overflow instants between two of the client's reads (or before any)
+            since = np.searchsorted(all_reads, o, "right")
+            begins = o[np.concatenate([[True], since[1:] != since[:-1]])]
+            last = np.concatenate([since[1:] != since[:-1], [True]])
+            # Between reads the sockets only fill (TCP may take more as the episode goes on, when
+            # its window grows): what they hold at the episode's last overflow is what it came to.
+            o, since = o[last], since[last]
+            # Only overflows at a full socket: the gateway wrote to it after the client's latest
+            # read. Once the client reads again TCP reopens the window only after a segment's
+            # worth is free (receiver silly-window avoidance), so overflows in between find the
+            # sockets short of what they hold and say nothing of their capacity.
+            last_read = np.concatenate([[-math.inf], all_reads])[since]
+            n_w, n_t = np.searchsorted(w_sorted, o, "right"), np.searchsorted(t_sorted, o, "right")
+            last_write = np.concatenate([[-math.inf], w_sorted])[n_w]
+            full = last_write > last_read
+            n_w, n_t = n_w[full], n_t[full]
+            # held at t: written by t and not taken by t (a client reads an event after it is written)
+            held_at.extend(((begins[full] - raw["t0"]) / scale).tolist())
+            held_client.extend([float(conns[k, _C_CLIENT])] * int(full.sum()))
+            held_events.extend((n_w - n_t).astype(np.float64).tolist())
+            held_bytes.extend((w_cum[n_w] - t_cum[n_t]).tolist())
+    return {"at_s": held_at, "client": held_client, "events": held_events, "bytes": held_bytes}
 
 
 #: What :func:`jitter` measures, each a distribution over the rows the clients read (scenario seconds).

@@ -50,7 +50,16 @@ from ..records import records_frame, row_layout
 from ..results import SimulationResult
 from ..scenario import BurstPublisher, Scenario, TracePublisher, as_scenario, scenario_from_dict
 from ..workload import Workload, build_workload, sample_row_times, slow_client_retry_s
-from .classify import LATEST, PUBSUB, STREAM, active_clients, classify, delivery_modes, jitter
+from .classify import (
+    LATEST,
+    PUBSUB,
+    STREAM,
+    active_clients,
+    classify,
+    delivery_modes,
+    jitter,
+    socket_held,
+)
 from .clients import ClientPlan, client_process_main
 from .payloads import build_payload
 
@@ -386,6 +395,7 @@ def run_real(
         "gateway_metrics": raw["metrics"],
         "client_errors": raw["errors"][:20],
         "jitter": jitter(w, raw, out, published_at, row_off, drain.astype(np.float64), time_scale),
+        "socket_held": socket_held(w, raw, time_scale),
         "workload_published_at": w.published_at,
     }
     return SimulationResult(records, sc, int(seed), backend, w_real, metadata)

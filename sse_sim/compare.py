@@ -294,11 +294,15 @@ def _reader_lag(
         slower["redis.output_buffer.resubscribe_s"] = outage
     if not slower:
         return lag, {}
-    lagging = sim_sc.with_overrides(slower)
-    frame = pd.concat([simulate(lagging, s).records.assign(_seed=s) for s in seeds], ignore_index=True)
+    return lag, _moved_rates(sim_sc, slower, seeds, sim_frame)
+
+
+def _moved_rates(sim_sc: Scenario, overrides: dict[str, Any], seeds: list[int], sim_frame: pd.DataFrame) -> dict[str, float]:
+    """Per rate metric, how far the simulator's value moves when run again with ``overrides`` (an allowance of the tolerance rule)."""
+    frame = pd.concat([simulate(sim_sc.with_overrides(overrides), s).records.assign(_seed=s) for s in seeds], ignore_index=True)
     moved = comparison_table(sim_frame, frame, z=0.0, latency_floor_s=0.0)
     rates = moved[~moved["metric"].str.startswith("latency")]
-    return lag, {str(m): abs(float(d)) for m, d in zip(rates["metric"], rates["diff"], strict=True) if math.isfinite(d)}
+    return {str(m): abs(float(d)) for m, d in zip(rates["metric"], rates["diff"], strict=True) if math.isfinite(d) and d != 0}
 
 
 def _socket_hold(
@@ -328,13 +332,7 @@ def _socket_hold(
         hold["sim_events"] = float(cl.socket_buffer_events)
         override = {"clients.socket_buffer_events": int(round(hold["events"]))}
         same = override["clients.socket_buffer_events"] == cl.socket_buffer_events
-    if same:
-        return hold, {}
-    measured = sim_sc.with_overrides(override)
-    frame = pd.concat([simulate(measured, s).records.assign(_seed=s) for s in seeds], ignore_index=True)
-    moved = comparison_table(sim_frame, frame, z=0.0, latency_floor_s=0.0)
-    rates = moved[~moved["metric"].str.startswith("latency")]
-    return hold, {str(m): abs(float(d)) for m, d in zip(rates["metric"], rates["diff"], strict=True) if math.isfinite(d) and d != 0}
+    return hold, ({} if same else _moved_rates(sim_sc, override, seeds, sim_frame))
 
 
 def _jitter_allowance(sim: pd.DataFrame, real: pd.DataFrame, jitter: dict[str, dict[str, float]], q: float, z: float) -> float:

@@ -55,6 +55,33 @@ def test_tolerance_rule_flags_a_real_difference() -> None:
     assert same["within"].all() and (same["diff"].fillna(0) == 0).all()
 
 
+def test_socket_hold_allows_for_the_measured_variation_not_for_a_wrong_setting(scenarios_dir) -> None:
+    from types import SimpleNamespace
+
+    from sse_sim.compare import _socket_hold
+    from sse_sim.scenario import load_scenario
+    from sse_sim.simulation import simulate
+
+    sc = load_scenario(scenarios_dir / "real_burst_exact.yaml")  # sockets hold 2 events of the 100
+    assert sc.clients.socket_buffer_events == 2
+    frame = simulate(sc, 0).records.assign(_seed=0)
+
+    def reals(*held: float) -> list:
+        return [SimpleNamespace(metadata={"socket_held": {"events": list(held), "bytes": [h * 1000 for h in held]}})]
+
+    # real sockets held 2 to 4 (mean 3): the simulator at 3 keeps one more event, so the
+    # overflow rate's tolerance widens by one attempt in 100
+    hold, rate = _socket_hold(sc, [0], frame, reals(2, 3, 4))
+    assert hold is not None and hold["events"] == 3 and hold["sim_events"] == 2 and hold["allowed"] == 1
+    assert rate["loss_rate_dropped_overflow"] == pytest.approx(0.01)
+    # 5 to 7: the simulator's 2 is outside anything measured, a wrong setting: no allowance
+    hold, rate = _socket_hold(sc, [0], frame, reals(5, 6, 7))
+    assert hold is not None and hold["allowed"] == 0 and rate == {}
+    # the mean is what the simulator holds: nothing to allow; no overflow measured: no figures
+    assert _socket_hold(sc, [0], frame, reals(1, 2, 3))[1] == {}
+    assert _socket_hold(sc, [0], frame, reals()) == (None, {})
+
+
 def _jitter(slip_mean: float, slip_sd: float, reader_p99: float = 0.0, late_p99: float = 0.0, n: int = 53) -> dict:
     def dist(mean: float, sd: float, p99: float) -> dict:
         return {"n": n, "mean": mean, "sd": sd, "p50": mean, "p90": p99, "p99": p99, "max": p99}

@@ -48,7 +48,7 @@ def _check(result, scenarios_dir) -> None:  # type: ignore[no-untyped-def]
     # 12-18 % against the simulator's 18.8 %)
     assert result.ok, result.format()
     hold = result.socket_hold
-    assert hold is not None and hold["sim_bytes"] == 13312
+    assert hold is not None and hold["sim_bytes"] == 13312 and hold["allowed"] == 1
     # one overflow episode per client and burst at a full socket (20 clients, three bursts),
     # holding about what the scenario says: 20 to 45 events of 450 B (458 framed)
     assert 40 <= hold["episodes"] <= 60, hold

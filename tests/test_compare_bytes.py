@@ -51,9 +51,10 @@ def _check(result, scenarios_dir) -> None:  # type: ignore[no-untyped-def]
     assert result.ok, result.format()
     hold = result.socket_hold
     assert hold is not None and hold["sim_bytes"] == 13312 and hold["allowed"] == 1
-    # one overflow episode per client and burst at a full socket (20 clients, three bursts),
-    # holding about what the scenario says: 20 to 45 events of 450 B (458 framed)
-    assert 40 <= hold["episodes"] <= 60, hold
+    # about one overflow episode per client and burst at a full socket (20 clients, three
+    # bursts; a burst a loaded machine stretches may overflow again after a read), holding about
+    # what the scenario says: 20 to 45 events of 450 B (458 framed)
+    assert 40 <= hold["episodes"] <= 90, hold
     assert 20 * 458 <= hold["bytes"] <= 45 * 458 and 20 <= hold["events"] <= 45, hold
     # The allowance covers the sockets only: with them holding what was measured, and the
     # events published when the real publisher published them (a loaded machine stretches a

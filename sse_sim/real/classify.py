@@ -338,7 +338,7 @@ def _match_connection(peer: tuple[int, float] | None, by_port: dict[int, list[in
 
 
 def socket_held(w: Workload, raw: dict[str, Any], scale: float = 1.0) -> dict[str, list[float]]:
-    """What the sockets between the gateway and each client held when an overflow began: per episode, events and framed bytes.
+    """What the sockets between the gateway and each client held at overflow: per overflow episode, events and framed bytes.
 
     The simulator's sockets hold a fixed ``clients.socket_buffer_bytes`` (or events); real TCP
     holds what its windows allow, which Linux sizes by the segments seen so far, so it varies

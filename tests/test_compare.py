@@ -188,12 +188,16 @@ def test_drop_oldest_burst_agrees_event_by_event(backend: str, request, scenario
     assert result.ok, result.format()
     assert result.real.metadata["unexplained_n"] == 0
     # the first three (being read + 2 in the sockets) and the newest 50 reach the client; the
-    # queue evicted 3..49. When the sockets held 1 event (a race), event 2 was evicted too; on a
-    # loaded machine the writer may refill the sockets before the burst has all arrived, and
-    # the third event to get through is a later one of 2..49.
+    # queue evicted 3..49. When the sockets held 1 event (a race), event 2 was evicted too. On a
+    # loaded machine the burst takes longer to arrive than a 50 ms drain: each read the client
+    # finishes before the last event reaches the gateway lets the writer refill the sockets with
+    # the oldest event queued then, a later one of 2..49.
     delivered = _ids(result.real, "delivered")
     assert delivered[:2] == [0, 1] and delivered[-50:] == list(range(50, 100)), delivered
-    assert len(delivered) in (52, 53) and all(2 <= e < 50 for e in delivered[2:-50]), delivered
+    rec = result.real.records
+    reads_during_burst = int(((rec["outcome"] == "delivered") & (rec["left_at"] < rec["gateway_at"].max())).sum())
+    between = delivered[2:-50]
+    assert len(between) <= 1 + reads_during_burst and all(2 <= e < 50 for e in between), (delivered, reads_during_burst)
     assert _ids(result.real, "dropped_overflow") == [e for e in range(100) if e not in delivered]
     assert _ids(result.sim, "delivered") == [0, 1, 2, *range(50, 100)]
     assert result.real.metadata["gateway_metrics"][0]["dropped_overflow"] == 100 - len(delivered)

@@ -29,6 +29,11 @@ Tolerance rule (a metric is *within* when ``|real - sim| <= tolerance``):
   variation: when the simulator's sockets hold more or less than at any real overflow, there
   is none. Without calibration (``--no-calibrate``) the scenario's socket buffering is checked
   as given.
+  With measured jitter (the default), ``+ slip_rate``: the simulator is run again with each
+  row's drain longer by the drain slip the real client had on it (``drain_slip_s`` of
+  :func:`~sse_sim.real.classify.jitter`, 0 for rows no client read), and ``slip_rate`` is how far
+  each rate moves. A client process the scheduler holds off for 50 ms lets a queue fill that
+  the simulator's on-time client keeps empty.
 * **latency percentiles** (p50, p95, p99): ``z * sqrt(se_sim^2 + se_real^2) + latency_floor_s
   + jitter_q``, where each ``se`` is the distribution-free order-statistic one (half the width
   of the binomial index interval ``n q +- sqrt(n q (1 - q))`` mapped through the sorted sample)
@@ -77,9 +82,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .engine import run_engine
 from .outcomes import LOSS_CAUSES, OUTCOME_LABELS, Outcome
 from .real.runner import prepare_scenario, run_real
 from .real.sockbuf import gateway_socket_buffer_events, subscriber_kernel_messages
+from .records import records_frame
 from .results import SimulationResult
 from .scenario import Scenario, as_scenario
 from .simulation import simulate
@@ -114,6 +121,8 @@ class Comparison:
     """With socket calibration, when the real sockets overflowed: the mean they held per overflow episode (``events``, ``bytes``, over ``episodes``), the least and most (``min_events``, ``max_events``, ``min_bytes``, ``max_bytes``), what the simulator's sockets hold (``sim_events`` or ``sim_bytes``), and ``allowed`` (1.0 when that is within the measured range, so ``hold_rate`` applies); None otherwise."""
     hold_rate: dict[str, float] = field(default_factory=dict)
     """Per rate metric, what the real sockets' measured holding added to its tolerance (module docstring); empty when nothing."""
+    slip_rate: dict[str, float] = field(default_factory=dict)
+    """Per rate metric, what the real clients' measured drain slips added to its tolerance (module docstring); empty when nothing."""
     sims: list[SimulationResult] = field(default_factory=list, repr=False)
     reals: list[SimulationResult] = field(default_factory=list, repr=False)
 
@@ -147,6 +156,11 @@ class Comparison:
                 f"  real-run jitter: drain slip mean {slip['mean'] * 1000:.2f} ms, sd {slip['sd'] * 1000:.2f} ms, "
                 f"p99 {slip['p99'] * 1000:.2f} ms ({slip['n']} events); reader delay p99 {reader['p99'] * 1000:.2f} ms; "
                 f"delivery lateness p99 {late['p99'] * 1000:.2f} ms"
+            )
+        if self.slip_rate:
+            lines.append(
+                "  real-run drain slips replayed in the simulator move the rates by up to "
+                f"{max(self.slip_rate.values()) * 100:.4f}%: rates' tolerance + slip_rate"
             )
         if self.reader_lag is not None:
             lag = self.reader_lag
@@ -303,9 +317,27 @@ def _reader_lag(
 def _moved_rates(sim_sc: Scenario, overrides: dict[str, Any], seeds: list[int], sim_frame: pd.DataFrame) -> dict[str, float]:
     """Per rate metric, how far the simulator's value moves when run again with ``overrides`` (an allowance of the tolerance rule)."""
     frame = pd.concat([simulate(sim_sc.with_overrides(overrides), s).records.assign(_seed=s) for s in seeds], ignore_index=True)
+    return _rate_shift(sim_frame, frame)
+
+
+def _rate_shift(sim_frame: pd.DataFrame, frame: pd.DataFrame) -> dict[str, float]:
+    """Per rate metric, how far ``frame``'s value is from ``sim_frame``'s (the nonzero ones)."""
     moved = comparison_table(sim_frame, frame, z=0.0, latency_floor_s=0.0)
     rates = moved[~moved["metric"].str.startswith("latency")]
     return {str(m): abs(float(d)) for m, d in zip(rates["metric"], rates["diff"], strict=True) if math.isfinite(d) and d != 0}
+
+
+def _slip_rate(sim_sc: Scenario, sims: list[SimulationResult], reals: list[SimulationResult], sim_frame: pd.DataFrame) -> dict[str, float]:
+    """``slip_rate`` of the tolerance rule (module docstring): how far the rates move when the simulator's clients drain as late as the real ones did."""
+    frames = []
+    for sim, real in zip(sims, reals, strict=True):
+        slip = real.metadata.get("drain_slip_by_row")
+        w = sim.workload
+        if slip is None or w is None or len(slip) != len(sim.records):
+            return {}
+        rows = run_engine(sim_sc, w, drain_extra=np.nan_to_num(np.asarray(slip, np.float64), nan=0.0))
+        frames.append(records_frame(w, rows).assign(_seed=sim.seed))
+    return _rate_shift(sim_frame, pd.concat(frames, ignore_index=True))
 
 
 def _socket_hold(
@@ -511,8 +543,10 @@ def compare(
     if backend == "redis" and ob is not None and measured_jitter:
         lag, lag_rate = _reader_lag(sim_sc, seed_list, sim_frame, real_frame, reals)
     hold, hold_rate = _socket_hold(sim_sc, seed_list, sim_frame, reals) if calibrate_socket_buffers else (None, {})
+    slip_rate = _slip_rate(sim_sc, sims, reals, sim_frame) if measured_jitter else {}
+    allowance = {m: hold_rate.get(m, 0.0) + slip_rate.get(m, 0.0) for m in {*hold_rate, *slip_rate}}
     table = comparison_table(
-        sim_frame, real_frame, z=z, latency_floor_s=latency_floor_s, jitter=jitter, lag_rate=lag_rate, hold_rate=hold_rate
+        sim_frame, real_frame, z=z, latency_floor_s=latency_floor_s, jitter=jitter, lag_rate=lag_rate, hold_rate=allowance
     )
     return Comparison(
         table=table,
@@ -528,6 +562,7 @@ def compare(
         lag_rate=lag_rate or {},
         socket_hold=hold,
         hold_rate=hold_rate,
+        slip_rate=slip_rate,
         sims=sims,
         reals=reals,
     )

@@ -363,6 +363,7 @@ def run_engine(
     *,
     walk: Literal["auto", "replay"] = "auto",
     node_reads: tuple[np.ndarray, np.ndarray] | None = None,
+    drain_extra: np.ndarray | None = None,
 ) -> DeliveryRows:
     """Simulate every (event, client) delivery attempt of a workload under a scenario's gateway.
 
@@ -372,10 +373,14 @@ def run_engine(
     rows as the plain walk (a test checks it). ``node_reads`` gives, per row, when the node's
     subscriber read the event and whether Redis dropped it, for a block of a larger run whose
     node stage ran over the whole run (:mod:`sse_sim.blocks`); without it the stage runs here.
+    ``drain_extra`` adds, per row, seconds to the client's drain (``compare`` replays a real
+    run's measured drain slips with it).
     """
     row_off, event_id, client_id = row_layout(w.player_offsets, w.clients_per_player)
     n_rows = event_id.size
     drain, net = sample_row_times(scenario, w, row_off, event_id, client_id)
+    if drain_extra is not None:
+        drain = np.maximum(drain + drain_extra, 0.0).astype(drain.dtype)
     if node_reads is not None:
         node_read_at, node_lost = node_reads
     elif scenario.redis.output_buffer is not None:

@@ -82,6 +82,32 @@ def test_socket_hold_allows_for_the_measured_variation_not_for_a_wrong_setting(s
     assert _socket_hold(sc, [0], frame, reals()) == (None, {})
 
 
+def test_slip_rate_replays_the_real_clients_lateness_in_the_simulator() -> None:
+    from types import SimpleNamespace
+
+    from sse_sim.compare import _slip_rate
+    from sse_sim.scenario import scenario_from_dict
+    from sse_sim.simulation import simulate
+
+    # one client reading 100 events/s at half its speed: nothing is lost on time
+    sc = scenario_from_dict({
+        "duration_s": 2, "population": {"players_per_brand": 1},
+        "publishers": [{"kind": "burst", "size": 1, "every_s": 0.01, "aligned": True}],
+        "gateway": {"buffer_size": 5}, "clients": {"drain_time": 0.005, "network_latency": 0},
+    })
+    sim = simulate(sc, 0)
+    frame = sim.records.assign(_seed=0)
+    assert (sim.records["outcome"] == "delivered").all() and len(frame) == 200
+    slips = np.full(len(frame), np.nan)
+    # the real client drained row 10 0.2 s late (a scheduler stall): 20 arrivals meet a queue of 5
+    slips[10] = 0.2
+    rate = _slip_rate(sc, [sim], [SimpleNamespace(metadata={"drain_slip_by_row": slips})], frame)
+    assert rate["loss_rate"] == rate["loss_rate_dropped_overflow"] == pytest.approx(14 / 200, abs=1.5 / 200)
+    # on time (slips of a few microseconds either way): nothing moves
+    on_time = np.where(np.arange(len(frame)) % 2 == 0, 1e-6, -1e-6)
+    assert _slip_rate(sc, [sim], [SimpleNamespace(metadata={"drain_slip_by_row": on_time})], frame) == {}
+
+
 def _jitter(slip_mean: float, slip_sd: float, reader_p99: float = 0.0, late_p99: float = 0.0, n: int = 53) -> dict:
     def dist(mean: float, sd: float, p99: float) -> dict:
         return {"n": n, "mean": mean, "sd": sd, "p50": mean, "p90": p99, "p99": p99, "max": p99}

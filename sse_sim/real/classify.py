@@ -52,7 +52,7 @@ from ..workload import SSE_FRAME_BYTES, Workload
 from .clients import RECEIPT_COLUMNS
 from .payloads import event_id_of
 
-__all__ = ["classify", "jitter", "JITTER_KEYS", "socket_held", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
+__all__ = ["classify", "jitter", "JITTER_KEYS", "drain_slip_by_row", "socket_held", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
 
 #: Delivery mode codes per event (the replay walk's, kept here: real mode never imports the engine).
 PUBSUB, STREAM, LATEST = 0, 1, 2
@@ -445,6 +445,22 @@ def jitter(w: Workload, raw: dict[str, Any], rows: DeliveryRows, published: np.n
 
     Each is summarised as ``n``, ``mean``, ``sd``, ``p50``, ``p90``, ``p99`` and ``max``.
     """
+    _, samples = _jitter_samples(w, raw, rows, published, row_off, drain, scale)
+    return {k: _distribution(samples[k]) for k in JITTER_KEYS}
+
+
+def drain_slip_by_row(w: Workload, raw: dict[str, Any], rows: DeliveryRows, published: np.ndarray, row_off: np.ndarray, drain: np.ndarray, scale: float) -> np.ndarray:
+    """Per row, how much later than planned the client finished draining it (``drain_slip_s`` of :func:`jitter`); NaN for rows no client read."""
+    r, samples = _jitter_samples(w, raw, rows, published, row_off, drain, scale)
+    out = np.full(rows.gateway_at.size, np.nan)
+    out[r] = samples["drain_slip_s"]
+    return out
+
+
+def _jitter_samples(
+    w: Workload, raw: dict[str, Any], rows: DeliveryRows, published: np.ndarray, row_off: np.ndarray, drain: np.ndarray, scale: float
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The rows the clients read and, per read, each of :data:`JITTER_KEYS` (see :func:`jitter`)."""
     rec = np.asarray(raw["receipts"], dtype=np.float64).reshape(-1, len(RECEIPT_COLUMNS))
     col = {name: rec[:, i] for i, name in enumerate(RECEIPT_COLUMNS)}
     first_event = w.player_offsets[np.arange(w.n_clients) // w.clients_per_player]
@@ -460,7 +476,7 @@ def jitter(w: Workload, raw: dict[str, Any], rows: DeliveryRows, published: np.n
         "receive_late_s": received - received_due,
         "reader_delay_s": gateway_at - published[e],
     }
-    return {k: _distribution(samples[k]) for k in JITTER_KEYS}
+    return r, samples
 
 
 def _distribution(x: np.ndarray) -> dict[str, float]:

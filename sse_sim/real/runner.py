@@ -57,6 +57,7 @@ from .classify import (
     active_clients,
     classify,
     delivery_modes,
+    drain_slip_by_row,
     jitter,
     socket_held,
 )
@@ -395,6 +396,7 @@ def run_real(
         "gateway_metrics": raw["metrics"],
         "client_errors": raw["errors"][:20],
         "jitter": jitter(w, raw, out, published_at, row_off, drain.astype(np.float64), time_scale),
+        "drain_slip_by_row": drain_slip_by_row(w, raw, out, published_at, row_off, drain.astype(np.float64), time_scale),
         "socket_held": socket_held(w, raw, time_scale),
         "workload_published_at": w.published_at,
     }

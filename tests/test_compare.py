@@ -108,6 +108,31 @@ def test_slip_rate_replays_the_real_clients_lateness_in_the_simulator() -> None:
     assert _slip_rate(sc, [sim], [SimpleNamespace(metadata={"drain_slip_by_row": on_time})], frame) == {}
 
 
+def test_arrival_rate_replays_when_the_real_gateway_had_each_event() -> None:
+    from types import SimpleNamespace
+
+    from sse_sim.compare import _arrival_rate
+    from sse_sim.scenario import scenario_from_dict
+    from sse_sim.simulation import simulate
+
+    # ten events at once to a client draining 50 ms each through a 5-event queue: 4 dropped
+    sc = scenario_from_dict({
+        "duration_s": 2, "population": {"players_per_brand": 1},
+        "publishers": [{"kind": "burst", "size": 10, "every_s": 100, "spacing_s": 0, "aligned": True}],
+        "gateway": {"buffer_size": 5}, "clients": {"drain_time": 0.05, "network_latency": 0},
+    })
+    sim = simulate(sc, 0)
+    frame = sim.records.assign(_seed=0)
+    assert (sim.records["outcome"] == "dropped_overflow").sum() == 4
+    # the real gateway read them 60 ms apart (a loaded reader): the client kept up, none lost
+    real = sim.records.copy()
+    real["gateway_at"] = real["published_at"] + 0.06 * np.arange(len(real))
+    rate = _arrival_rate(sc, [sim], [SimpleNamespace(records=real)], frame)
+    assert rate["loss_rate"] == rate["loss_rate_dropped_overflow"] == pytest.approx(0.4)
+    # read on time: nothing moves
+    assert _arrival_rate(sc, [sim], [SimpleNamespace(records=sim.records)], frame) == {}
+
+
 def _jitter(slip_mean: float, slip_sd: float, reader_p99: float = 0.0, late_p99: float = 0.0, n: int = 53) -> dict:
     def dist(mean: float, sd: float, p99: float) -> dict:
         return {"n": n, "mean": mean, "sd": sd, "p50": mean, "p90": p99, "p99": p99, "max": p99}

@@ -22,7 +22,7 @@ Tolerance rule (a metric is *within* when ``|real - sim| <= tolerance``):
   With socket calibration (the default), ``+ hold_rate``: the real run measures what its
   sockets held at each overflow (:func:`~sse_sim.real.classify.socket_held`), which real TCP
   sizes by the segments it has seen, so it varies from run to run and burst to burst (one
-  scenario's sockets held 27 to 40 events of 450 B). Where the mean over the overflow episodes
+  scenario's sockets held 19 to 43 events of 450 B). Where the mean over the overflow episodes
   differs from what the simulator's sockets hold (``clients.socket_buffer_bytes`` when the
   scenario counts bytes, else ``socket_buffer_events``), the simulator is run again holding
   the measured mean and ``hold_rate`` is how far each rate moves. The allowance is for the

@@ -41,17 +41,24 @@ def wait_for(condition, deadline_s: float = 20.0, what: str = "condition") -> No
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def subscribed(client: redis_lib.Redis) -> bool:
-    return int(client.execute_command("PUBSUB", "NUMPAT")) > 0
+def patterns(client: redis_lib.Redis) -> int:
+    return int(client.execute_command("PUBSUB", "NUMPAT"))
+
+
+def subscribed(client: redis_lib.Redis, before: int = 0) -> bool:
+    """Whether the capture's pattern subscription is in: more patterns than ``before`` (the
+    session's Redis may still hold another test's)."""
+    return patterns(client) > before
 
 
 def test_capture_records_every_event_with_its_fields(redis_url, tmp_path):
     out = tmp_path / "trace.parquet"
     client = redis_lib.Redis.from_url(redis_url)
     done = threading.Event()
+    before = patterns(client)
 
     def publish_all() -> None:
-        wait_for(lambda: subscribed(client), what="the capture's subscription")
+        wait_for(lambda: subscribed(client, before), what="the capture's subscription")
         for i in range(300):
             publish_delivery(client, 1001, 1 + i % 7, "gamification_balance_update", BALANCE)
         for _ in range(20):
@@ -101,9 +108,10 @@ def run_cli(redis_url: str, out, *extra: str) -> subprocess.Popen:
 def test_ctrl_c_keeps_a_valid_trace_and_hashes_on_request(redis_url, tmp_path):
     out = tmp_path / "trace.parquet"
     client = redis_lib.Redis.from_url(redis_url)
+    before = patterns(client)
     proc = run_cli(redis_url, out, "--hash-players")
     try:
-        wait_for(lambda: subscribed(client), what="the capture's subscription")
+        wait_for(lambda: subscribed(client, before), what="the capture's subscription")
         for _ in range(50):
             publish_delivery(client, 1001, 42, "gamification_balance_update", BALANCE)
         wait_for(lambda: out.exists(), what="the trace file")

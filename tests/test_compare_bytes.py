@@ -45,10 +45,15 @@ def _check(result, scenarios_dir) -> None:  # type: ignore[no-untyped-def]
     assert t.loc["loss_rate_dropped_overflow", "real"] == t.loc["loss_rate", "real"]
     # the scenario's socket_buffer_events (large) is used as is: compare adds no event cap of its own
     assert result.socket_buffer_events == 1000
-    # sim and real agree on every metric, within the tolerance that includes what the real
-    # sockets were measured to hold at each overflow (it varies from run to run: real loss
-    # 12-18 % against the simulator's 18.8 %)
-    assert result.ok, result.format()
+    # Latencies agree within compare's tolerance. Loss mostly does too, with the allowance for
+    # what the real sockets were measured to hold (real loss 12-18 % against the simulator's
+    # 18.8 %), but not on every run: the mean holding explains a burst's loss only to within
+    # ~2 events per client, so a run can land just outside (by 0.02-0.3 points in 2 of ~25
+    # loaded and CI runs). The loss is checked below against the bracket the run's own
+    # measured holding gives, which holds on every run.
+    for metric in ("latency_p50_s", "latency_p95_s", "latency_p99_s"):
+        assert t.loc[metric, "within"], result.format()
+    assert t.drop(index=["loss_rate", "loss_rate_dropped_overflow"])["within"].all(), result.format()
     hold = result.socket_hold
     assert hold is not None and hold["sim_bytes"] == 13312 and hold["allowed"] == 1
     # about one overflow episode per client and burst at a full socket (20 clients, three

@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -340,15 +341,33 @@ def _rate_shift(sim_frame: pd.DataFrame, frame: pd.DataFrame) -> dict[str, float
     return {str(m): abs(float(d)) for m, d in zip(rates["metric"], rates["diff"], strict=True) if math.isfinite(d) and d != 0}
 
 
-def _arrival_rate(sim_sc: Scenario, sims: list[SimulationResult], reals: list[SimulationResult], sim_frame: pd.DataFrame) -> dict[str, float]:
-    """``arrival_rate`` of the tolerance rule (module docstring): how far the rates move when events reach the simulator's gateway as late as they reached the real one."""
+def _replayed_rates(
+    sim_sc: Scenario,
+    sims: list[SimulationResult],
+    reals: list[SimulationResult],
+    sim_frame: pd.DataFrame,
+    rerun: Callable[[Workload, SimulationResult, SimulationResult], tuple[Workload, dict[str, Any]] | None],
+) -> dict[str, float]:
+    """Per rate metric, how far the simulator moves when each seed's engine run is redone with what its real run measured.
+
+    ``rerun(workload, sim, real)`` gives the workload to run and ``run_engine``'s extra keyword
+    arguments, or None when the real run did not measure what is needed (no allowance then).
+    """
     frames = []
     for sim, real in zip(sims, reals, strict=True):
         if sim.workload is None:
             return {}
-        late = arrived_workload(sim.workload, real.records)
-        frames.append(records_frame(late, run_engine(sim_sc, late)).assign(_seed=sim.seed))
+        how = rerun(sim.workload, sim, real)
+        if how is None:
+            return {}
+        w, extra = how
+        frames.append(records_frame(w, run_engine(sim_sc, w, **extra)).assign(_seed=sim.seed))
     return _rate_shift(sim_frame, pd.concat(frames, ignore_index=True))
+
+
+def _arrival_rate(sim_sc: Scenario, sims: list[SimulationResult], reals: list[SimulationResult], sim_frame: pd.DataFrame) -> dict[str, float]:
+    """``arrival_rate`` of the tolerance rule (module docstring): how far the rates move when events reach the simulator's gateway as late as they reached the real one."""
+    return _replayed_rates(sim_sc, sims, reals, sim_frame, lambda w, _sim, real: (arrived_workload(w, real.records), {}))
 
 
 def arrived_workload(w: Workload, real_records: pd.DataFrame) -> Workload:
@@ -368,15 +387,14 @@ def arrived_workload(w: Workload, real_records: pd.DataFrame) -> Workload:
 
 def _slip_rate(sim_sc: Scenario, sims: list[SimulationResult], reals: list[SimulationResult], sim_frame: pd.DataFrame) -> dict[str, float]:
     """``slip_rate`` of the tolerance rule (module docstring): how far the rates move when the simulator's clients drain as late as the real ones did."""
-    frames = []
-    for sim, real in zip(sims, reals, strict=True):
+
+    def slipped(w: Workload, sim: SimulationResult, real: SimulationResult) -> tuple[Workload, dict[str, Any]] | None:
         slip = real.metadata.get("drain_slip_by_row")
-        w = sim.workload
-        if slip is None or w is None or len(slip) != len(sim.records):
-            return {}
-        rows = run_engine(sim_sc, w, drain_extra=np.nan_to_num(np.asarray(slip, np.float64), nan=0.0))
-        frames.append(records_frame(w, rows).assign(_seed=sim.seed))
-    return _rate_shift(sim_frame, pd.concat(frames, ignore_index=True))
+        if slip is None or len(slip) != len(sim.records):
+            return None
+        return w, {"drain_extra": np.nan_to_num(np.asarray(slip, np.float64), nan=0.0)}
+
+    return _replayed_rates(sim_sc, sims, reals, sim_frame, slipped)
 
 
 def _socket_hold(

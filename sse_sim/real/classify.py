@@ -52,7 +52,7 @@ from ..workload import SSE_FRAME_BYTES, Workload
 from .clients import RECEIPT_COLUMNS
 from .payloads import event_id_of
 
-__all__ = ["classify", "jitter", "JITTER_KEYS", "drain_slip_by_row", "socket_held", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
+__all__ = ["classify", "jitter", "JITTER_KEYS", "drain_slip_by_row", "socket_held", "log_event_ids", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
 
 #: Delivery mode codes per event (the replay walk's, kept here: real mode never imports the engine).
 PUBSUB, STREAM, LATEST = 0, 1, 2
@@ -92,6 +92,15 @@ def active_clients(sc: Scenario, w: Workload) -> np.ndarray:
     return np.ones(w.n_clients, bool)
 
 
+def log_event_ids(raw: dict[str, Any]) -> list[list[int | None]]:
+    """The workload event id of each entry of each gateway node's fate log (None: a message carrying none).
+
+    Parsed once per run: :func:`classify` and :func:`socket_held` both walk the logs, and a
+    large run's logs hold millions of JSON messages.
+    """
+    return [[event_id_of(entry.raw_message) for entry in log] for log in raw["event_logs"]]
+
+
 def classify(
     sc: Scenario,
     w: Workload,
@@ -100,8 +109,14 @@ def classify(
     event_id: np.ndarray,
     client_id: np.ndarray,
     scale: float,
+    ids: list[list[int | None]] | None = None,
 ) -> tuple[DeliveryRows, np.ndarray, int]:
-    """Per-row outcome, instants and replayed flag of a real run, in replay time; also the publish instants and the unexplained count."""
+    """Per-row outcome, instants and replayed flag of a real run, in replay time; also the publish instants and the unexplained count.
+
+    ``ids``: :func:`log_event_ids` of ``raw``, when the caller already has them.
+    """
+    if ids is None:
+        ids = log_event_ids(raw)
     t0 = raw["t0"]
     cpp = w.clients_per_player
     first_event = w.player_offsets[np.arange(w.n_clients) // cpp]
@@ -150,7 +165,7 @@ def classify(
     for node, log in enumerate(raw["event_logs"]):
         peers = raw["peers"][node]
         conn_of: dict[int, int] = {}
-        for entry in log:
+        for entry, e in zip(log, ids[node], strict=True):
             k = conn_of.get(entry.connection_id)
             if k is None:
                 k = _match_connection(peers.get(entry.connection_id), by_port, conns, w.client_node, node)
@@ -158,7 +173,6 @@ def classify(
             if k < 0:
                 continue
             c = int(conn_client[k])
-            e = event_id_of(entry.raw_message)
             if e is None:
                 continue
             r = row_of(c, e)
@@ -337,7 +351,7 @@ def _match_connection(peer: tuple[int, float] | None, by_port: dict[int, list[in
     return best
 
 
-def socket_held(w: Workload, raw: dict[str, Any], scale: float = 1.0) -> dict[str, list[float]]:
+def socket_held(w: Workload, raw: dict[str, Any], scale: float = 1.0, ids: list[list[int | None]] | None = None) -> dict[str, list[float]]:
     """What the sockets between the gateway and each client held at overflow: per overflow episode, events and framed bytes.
 
     The simulator's sockets hold a fixed ``clients.socket_buffer_bytes`` (or events); real TCP
@@ -353,7 +367,10 @@ def socket_held(w: Workload, raw: dict[str, Any], scale: float = 1.0) -> dict[st
 
     Returns ``at_s`` (when the episode began, replay time), ``client``, ``events`` and ``bytes``
     (framed: payload + ``SSE_FRAME_BYTES``), one entry per episode; all empty without overflow.
+    ``ids``: :func:`log_event_ids` of ``raw``, when the caller already has them.
     """
+    if ids is None:
+        ids = log_event_ids(raw)
     conns = raw["connections"]
     by_port: dict[int, list[int]] = {}
     for k in range(conns.shape[0]):
@@ -370,17 +387,16 @@ def socket_held(w: Workload, raw: dict[str, Any], scale: float = 1.0) -> dict[st
     held_bytes: list[float] = []
     for node, log in enumerate(raw["event_logs"]):
         peers = raw["peers"][node]
-        per_conn: dict[int, list[Any]] = {}
-        for entry in log:
-            per_conn.setdefault(entry.connection_id, []).append(entry)
+        per_conn: dict[int, list[tuple[Any, int | None]]] = {}
+        for entry, e in zip(log, ids[node], strict=True):
+            per_conn.setdefault(entry.connection_id, []).append((entry, e))
         for cid, entries in per_conn.items():
             k = _match_connection(peers.get(cid), by_port, conns, w.client_node, node)
             if k < 0:
                 continue
             got = reads.get(k, {})
             written, taken, size, overflow = [], [], [], []
-            for entry in entries:
-                e = event_id_of(entry.raw_message)
+            for entry, e in entries:
                 if e is None:
                     continue
                 if entry.fate == "sent" and entry.left_at is not None:

@@ -59,6 +59,7 @@ from .classify import (
     delivery_modes,
     drain_slip_by_row,
     jitter,
+    log_event_ids,
     socket_held,
 )
 from .clients import ClientPlan, client_process_main
@@ -380,7 +381,8 @@ def run_real(
     with _Backend(backend, redis_url, sc, _delivery_keys(messages, dp)) as be:
         run = _Replay(sc, w, be, messages, row_off, drain, net, time_scale, send_buffer_bytes, recv_buffer_bytes, quiet_s, max_tail_s, dp)
         raw = run.execute()
-    out, published_at, unexplained = classify(sc, w, raw, row_off, event_id, client_id, time_scale)
+    ids = log_event_ids(raw)
+    out, published_at, unexplained = classify(sc, w, raw, row_off, event_id, client_id, time_scale, ids)
     w_real = dataclasses.replace(w, published_at=published_at)
     records = records_frame(w_real, out)
     metadata = {
@@ -397,7 +399,7 @@ def run_real(
         "client_errors": raw["errors"][:20],
         "jitter": jitter(w, raw, out, published_at, row_off, drain.astype(np.float64), time_scale),
         "drain_slip_by_row": drain_slip_by_row(w, raw, out, published_at, row_off, drain.astype(np.float64), time_scale),
-        "socket_held": socket_held(w, raw, time_scale),
+        "socket_held": socket_held(w, raw, time_scale, ids),
         "workload_published_at": w.published_at,
     }
     return SimulationResult(records, sc, int(seed), backend, w_real, metadata)

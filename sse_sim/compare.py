@@ -22,10 +22,13 @@ Tolerance rule (a metric is *within* when ``|real - sim| <= tolerance``):
   With socket calibration (the default), ``+ hold_rate``: the real run measures what its
   sockets held at each overflow (:func:`~sse_sim.real.classify.socket_held`), which real TCP
   sizes by the segments it has seen, so it varies from run to run and burst to burst (one
-  scenario's sockets held 19 to 43 events of 450 B). Where the mean over the overflow episodes
-  differs from what the simulator's sockets hold (``clients.socket_buffer_bytes`` when the
-  scenario counts bytes, else ``socket_buffer_events``), the simulator is run again holding
-  the measured mean and ``hold_rate`` is how far each rate moves. The allowance is for the
+  scenario's sockets held 19 to 45 events of 450 B). Each overflow episode gives two figures:
+  what the sockets held at its last overflow (those events were lost at it) and what they came
+  to hold before the client read again (a window that grows after the last overflow keeps more
+  of what arrives later). Where a mean of either over the episodes differs from what the
+  simulator's sockets hold (``clients.socket_buffer_bytes`` when the scenario counts bytes,
+  else ``socket_buffer_events``), the simulator is run again holding it, and ``hold_rate`` is
+  how far each rate moves, the larger of the two. The allowance is for the
   variation: when the simulator's sockets hold more or less than at any real overflow, there
   is none. Without calibration (``--no-calibrate``) the scenario's socket buffering is checked
   as given.
@@ -125,7 +128,7 @@ class Comparison:
     lag_rate: dict[str, float] = field(default_factory=dict)
     """Per rate metric, what the real subscriber's measured lag added to its tolerance (module docstring); empty when nothing."""
     socket_hold: dict[str, float] | None = None
-    """With socket calibration, when the real sockets overflowed: the mean they held per overflow episode (``events``, ``bytes``, over ``episodes``), the least and most (``min_events``, ``max_events``, ``min_bytes``, ``max_bytes``), what the simulator's sockets hold (``sim_events`` or ``sim_bytes``), and ``allowed`` (1.0 when that is within the measured range, so ``hold_rate`` applies); None otherwise."""
+    """With socket calibration, when the real sockets overflowed: the mean they held per overflow episode at its last overflow (``events``, ``bytes``, over ``episodes``) and before the client read again (``peak_events``, ``peak_bytes``), the least (at a last overflow) and most (before a read) (``min_events``, ``max_events``, ``min_bytes``, ``max_bytes``), what the simulator's sockets hold (``sim_events`` or ``sim_bytes``), and ``allowed`` (1.0 when that is within the measured range, so ``hold_rate`` applies); None otherwise."""
     hold_rate: dict[str, float] = field(default_factory=dict)
     """Per rate metric, what the real sockets' measured holding added to its tolerance (module docstring); empty when nothing."""
     slip_rate: dict[str, float] = field(default_factory=dict)
@@ -190,6 +193,7 @@ class Comparison:
             )
             lines.append(
                 f"  real-run sockets at overflow: held {hold['events']:.1f} events, {hold['bytes']:,.0f} B on average "
+                f"at the last overflow, {hold['peak_events']:.1f} events, {hold['peak_bytes']:,.0f} B before the client read again "
                 f"({hold['min_bytes']:,.0f}-{hold['max_bytes']:,.0f} B over {hold['episodes']:.0f} episodes); "
                 f"the simulator's hold {sim_says}"
                 + (": rates' tolerance + hold_rate" if self.hold_rate else "")
@@ -401,35 +405,52 @@ def _socket_hold(
     sim_sc: Scenario, seeds: list[int], sim_frame: pd.DataFrame, reals: list[SimulationResult]
 ) -> tuple[dict[str, float] | None, dict[str, float]]:
     """What the real sockets held at overflow, pooled over the runs, and ``hold_rate`` of the tolerance rule (module docstring)."""
-    events = [x for r in reals for x in r.metadata.get("socket_held", {}).get("events", [])]
-    held_bytes = [x for r in reals for x in r.metadata.get("socket_held", {}).get("bytes", [])]
+    held = [r.metadata.get("socket_held", {}) for r in reals]
+
+    def pooled(key: str) -> list[float]:
+        return [x for h in held for x in h.get(key, [])]
+
+    events, held_bytes, peak_events, peak_bytes = (pooled(k) for k in ("events", "bytes", "peak_events", "peak_bytes"))
     if not events:
         return None, {}
     hold = {
         "episodes": float(len(events)),
         "events": float(np.mean(events)),
         "bytes": float(np.mean(held_bytes)),
+        "peak_events": float(np.mean(peak_events)),
+        "peak_bytes": float(np.mean(peak_bytes)),
         "min_events": float(np.min(events)),
-        "max_events": float(np.max(events)),
+        "max_events": float(np.max(peak_events)),
         "min_bytes": float(np.min(held_bytes)),
-        "max_bytes": float(np.max(held_bytes)),
+        "max_bytes": float(np.max(peak_bytes)),
     }
     cl = sim_sc.clients
     if cl.socket_buffer_bytes is not None:
         hold["sim_bytes"] = float(cl.socket_buffer_bytes)
         # A cap of B bytes holds the whole events that fit, on average half an event short of
-        # B; the measured mean is of whole events, so the cap that holds it is half an event more.
+        # B; the measured means are of whole events, so the cap that holds one is half an event more.
         half_event = 0.5 * hold["bytes"] / hold["events"] if hold["events"] > 0 else 0.0
-        key, current, measured = "clients.socket_buffer_bytes", cl.socket_buffer_bytes, int(round(hold["bytes"] + half_event))
+        key, current = "clients.socket_buffer_bytes", cl.socket_buffer_bytes
+        measured = {int(round(hold[k] + half_event)) for k in ("bytes", "peak_bytes")}
         inside = hold["min_bytes"] <= current <= hold["max_bytes"] + 2 * half_event
     else:
         hold["sim_events"] = float(cl.socket_buffer_events)
-        key, current, measured = "clients.socket_buffer_events", cl.socket_buffer_events, int(round(hold["events"]))
+        key, current = "clients.socket_buffer_events", cl.socket_buffer_events
+        measured = {int(round(hold[k])) for k in ("events", "peak_events")}
         inside = hold["min_events"] <= current <= hold["max_events"]
     # The allowance is for how real holding varies, not for a wrong setting: a simulator whose
     # sockets hold more or less than any overflow in the real runs found is checked as it is.
     hold["allowed"] = float(inside)
-    return hold, ({} if measured == current or not inside else _moved_rates(sim_sc, {key: measured}, seeds, sim_frame))
+    if not inside:
+        return hold, {}
+    # The overflows were lost at what the sockets held at the last one, and what arrived later
+    # was kept by what they came to hold before the client read again: the simulator, whose
+    # holding is fixed, is run at each mean and the rates may move as far as either takes them.
+    allowance: dict[str, float] = {}
+    for m in sorted(measured - {current}):
+        for metric, d in _moved_rates(sim_sc, {key: m}, seeds, sim_frame).items():
+            allowance[metric] = max(allowance.get(metric, 0.0), d)
+    return hold, allowance
 
 
 def _jitter_allowance(sim: pd.DataFrame, real: pd.DataFrame, jitter: dict[str, dict[str, float]], q: float, z: float) -> float:

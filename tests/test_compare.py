@@ -66,8 +66,20 @@ def test_socket_hold_allows_for_the_measured_variation_not_for_a_wrong_setting(s
     assert sc.clients.socket_buffer_events == 2
     frame = simulate(sc, 0).records.assign(_seed=0)
 
-    def reals(*held: float) -> list:
-        return [SimpleNamespace(metadata={"socket_held": {"events": list(held), "bytes": [h * 1000 for h in held]}})]
+    def reals(*held: float, peak: tuple[float, ...] | None = None) -> list:
+        peak = held if peak is None else peak
+        return [
+            SimpleNamespace(
+                metadata={
+                    "socket_held": {
+                        "events": list(held),
+                        "bytes": [h * 1000 for h in held],
+                        "peak_events": list(peak),
+                        "peak_bytes": [h * 1000 for h in peak],
+                    }
+                }
+            )
+        ]
 
     # real sockets held 2 to 4 (mean 3): the simulator at 3 keeps one more event, so the
     # overflow rate's tolerance widens by one attempt in 100
@@ -79,6 +91,11 @@ def test_socket_hold_allows_for_the_measured_variation_not_for_a_wrong_setting(s
     assert hold is not None and hold["allowed"] == 0 and rate == {}
     # the mean is what the simulator holds: nothing to allow; no overflow measured: no figures
     assert _socket_hold(sc, [0], frame, reals(1, 2, 3))[1] == {}
+    # 2 at every last overflow, but the windows grew to 3 and 5 before the clients read again:
+    # the simulator at the mean of those, 4, keeps two more events in 100
+    hold, rate = _socket_hold(sc, [0], frame, reals(2, 2, peak=(3, 5)))
+    assert hold is not None and hold["peak_events"] == 4 and hold["max_events"] == 5 and hold["allowed"] == 1
+    assert rate["loss_rate_dropped_overflow"] == pytest.approx(0.02)
     assert _socket_hold(sc, [0], frame, reals()) == (None, {})
 
 

@@ -45,15 +45,9 @@ def _check(result, scenarios_dir) -> None:  # type: ignore[no-untyped-def]
     assert t.loc["loss_rate_dropped_overflow", "real"] == t.loc["loss_rate", "real"]
     # the scenario's socket_buffer_events (large) is used as is: compare adds no event cap of its own
     assert result.socket_buffer_events == 1000
-    # Latencies agree within compare's tolerance. Loss mostly does too, with the allowance for
-    # what the real sockets were measured to hold (real loss 12-18 % against the simulator's
-    # 18.8 %), but not on every run: the mean holding explains a burst's loss only to within
-    # ~2 events per client, so a run can land just outside (by 0.02-0.3 points in 2 of ~25
-    # loaded and CI runs). The loss is checked below against the bracket the run's own
-    # measured holding gives, which holds on every run.
-    for metric in ("latency_p50_s", "latency_p95_s", "latency_p99_s"):
-        assert t.loc[metric, "within"], result.format()
-    assert t.drop(index=["loss_rate", "loss_rate_dropped_overflow"])["within"].all(), result.format()
+    # Every metric agrees within compare's tolerance, loss included: with the allowance for what
+    # the real sockets were measured to hold (real loss 11-18 % against the simulator's 18.8 %).
+    assert result.ok, result.format()
     hold = result.socket_hold
     assert hold is not None and hold["sim_bytes"] == 13312 and hold["allowed"] == 1
     # about one overflow episode per client and burst at a full socket (20 clients, three
@@ -61,9 +55,11 @@ def _check(result, scenarios_dir) -> None:  # type: ignore[no-untyped-def]
     # what the scenario says: 20 to 45 events of 450 B (458 framed)
     assert 40 <= hold["episodes"] <= 90, hold
     assert 20 * 458 <= hold["bytes"] <= 45 * 458 and 20 <= hold["events"] <= 45, hold
-    # The allowance covers the sockets only: with them holding the least and the most measured
-    # at an overflow in this run, and each event reaching the gateway when it reached the real
-    # one, the simulator's queue, drops and drains bracket the real loss.
+    # the windows may grow after the last overflow, never shrink before the client reads again
+    assert hold["events"] <= hold["peak_events"] and hold["bytes"] <= hold["peak_bytes"], hold
+    # The allowance covers the sockets only: with them holding the least measured at an overflow
+    # and the most before a read in this run, and each event reaching the gateway when it
+    # reached the real one, the simulator's queue, drops and drains bracket the real loss.
     w = arrived_workload(result.sim.workload, result.real.records)
 
     def loss_at(held_bytes: float) -> float:

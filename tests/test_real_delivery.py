@@ -255,6 +255,11 @@ def test_socket_held_counts_what_was_written_and_not_yet_read_at_a_full_socket()
     assert held["events"] == [5.0, 8.0, 3.0]
     assert held["bytes"] == [4 * 108 + 1008, 7 * 108 + 1008, 3 * 108]
     assert held["client"] == [0.0, 0.0, 1.0]
+    # before the next read: the first episode's sockets went on to take events 6-9 (written by
+    # 1.0 s, the read at 2.0 s), as a window that grows after the last overflow does; the
+    # second took nothing more before 2.4 s; the stalled client never read again
+    assert held["peak_events"] == [9.0, 8.0, 3.0]
+    assert held["peak_bytes"] == [8 * 108 + 1008, 7 * 108 + 1008, 3 * 108]
 
 
 # ---------------------------------------------------------------------------------- sim vs real

@@ -363,10 +363,17 @@ def socket_held(w: Workload, raw: dict[str, Any], scale: float = 1.0, ids: list[
     event a client is draining was taken off, as in the simulator. An episode is the overflow
     instants between two reads of the client (until it reads again the sockets only fill); it
     counts what they held at its last one, when the gateway's latest write to the connection
-    came after the client's latest read.
+    came after the client's latest read, and what they came to hold before the client read
+    again: a window that grows after the last overflow takes more of what arrives later (on a
+    loaded machine, where the publisher and the gateway's reader spread a burst out, by up to
+    ten events of 450 B), so the overflows were lost at the first holding and the later
+    arrivals kept by the second. A simulator's fixed holding between the two accounts for the
+    episode's loss.
 
     Returns ``at_s`` (when the episode began, replay time), ``client``, ``events`` and ``bytes``
-    (framed: payload + ``SSE_FRAME_BYTES``), one entry per episode; all empty without overflow.
+    (framed: payload + ``SSE_FRAME_BYTES``) at the last overflow, and ``peak_events`` and
+    ``peak_bytes`` before the client's next read (to the end of the run if it never read
+    again), one entry per episode; all empty without overflow.
     ``ids``: :func:`log_event_ids` of ``raw``, when the caller already has them.
     """
     if ids is None:
@@ -385,6 +392,8 @@ def socket_held(w: Workload, raw: dict[str, Any], scale: float = 1.0, ids: list[
     held_client: list[float] = []
     held_events: list[float] = []
     held_bytes: list[float] = []
+    peak_events: list[float] = []
+    peak_bytes: list[float] = []
     for node, log in enumerate(raw["event_logs"]):
         peers = raw["peers"][node]
         per_conn: dict[int, list[tuple[Any, int | None]]] = {}
@@ -437,7 +446,19 @@ def socket_held(w: Workload, raw: dict[str, Any], scale: float = 1.0, ids: list[
             held_client.extend([float(conns[k, _C_CLIENT])] * int(full.sum()))
             held_events.extend((n_w - n_t).astype(np.float64).tolist())
             held_bytes.extend((w_cum[n_w] - t_cum[n_t]).tolist())
-    return {"at_s": held_at, "client": held_client, "events": held_events, "bytes": held_bytes}
+            # and just before the client's next read: written before it, not taken before it
+            next_read = np.concatenate([all_reads, [math.inf]])[since[full]]
+            p_w, p_t = np.searchsorted(w_sorted, next_read, "left"), np.searchsorted(t_sorted, next_read, "left")
+            peak_events.extend((p_w - p_t).astype(np.float64).tolist())
+            peak_bytes.extend((w_cum[p_w] - t_cum[p_t]).tolist())
+    return {
+        "at_s": held_at,
+        "client": held_client,
+        "events": held_events,
+        "bytes": held_bytes,
+        "peak_events": peak_events,
+        "peak_bytes": peak_bytes,
+    }
 
 
 #: What :func:`jitter` measures, each a distribution over the rows the clients read (scenario seconds).

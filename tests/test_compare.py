@@ -226,16 +226,26 @@ def test_latency_tolerance_allows_the_measured_slip_and_no_more(scenarios_dir) -
     assert 53 * 0.0002 < grown < 53 * 0.0002 + 3.29 * 0.0002 * np.sqrt(53) + 0.0008 + 0.002
 
 
+def _reads_during_burst(real) -> int:  # type: ignore[no-untyped-def]
+    """How many events the client finished reading before the burst's last event reached the gateway."""
+    rec = real.records
+    return int(((rec["outcome"] == "delivered") & (rec["left_at"] < rec["gateway_at"].max())).sum())
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_deterministic_burst_agrees_exactly(backend: str, request, scenarios_dir) -> None:
     result = compare(scenarios_dir / "real_burst_exact.yaml", backend=backend, **_redis(backend, request))
     check_frame(result.table, "comparison")
     assert result.ok, result.format()
     losses = result.table[result.table["metric"].str.startswith("loss_rate")]
-    # a deterministic scenario agrees to one attempt: the sockets hold 2 events of 20 kB on
-    # most runs and 1 when the client's first read races the gateway's writes
-    assert (losses["diff"].abs() <= 0.01 + 1e-9).all(), result.format()  # 0.48 - 0.47 > 0.01 in floating point
-    assert result.table.set_index("metric").loc["loss_rate_dropped_overflow", "real"] in (0.47, 0.48)
+    # A deterministic scenario agrees to one attempt: the sockets hold 2 events of 20 kB on
+    # most runs and 1 when the client's first read races the gateway's writes. On a loaded
+    # machine the burst may take longer to arrive than a drain: each read the client finishes
+    # before the last event reaches the gateway frees room for one more (once in 10 loaded runs).
+    extra = _reads_during_burst(result.real) / 100
+    assert (losses["diff"].abs() <= 0.01 + extra + 1e-9).all(), result.format()  # 0.48 - 0.47 > 0.01 in floating point
+    overflow = result.table.set_index("metric").loc["loss_rate_dropped_overflow", "real"]
+    assert 0.47 - extra - 1e-9 <= overflow <= 0.48 + 1e-9, (overflow, extra)
     assert result.socket_buffer_events == 2
     assert len(losses) == 1 + len(LOSS_CAUSES)
     # the real run measured its own lateness, per event read, and the tolerance used it
@@ -262,8 +272,7 @@ def test_drop_oldest_burst_agrees_event_by_event(backend: str, request, scenario
     # the oldest event queued then, a later one of 2..49.
     delivered = _ids(result.real, "delivered")
     assert delivered[:2] == [0, 1] and delivered[-50:] == list(range(50, 100)), delivered
-    rec = result.real.records
-    reads_during_burst = int(((rec["outcome"] == "delivered") & (rec["left_at"] < rec["gateway_at"].max())).sum())
+    reads_during_burst = _reads_during_burst(result.real)
     between = delivered[2:-50]
     assert len(between) <= 1 + reads_during_burst and all(2 <= e < 50 for e in between), (delivered, reads_during_burst)
     assert _ids(result.real, "dropped_overflow") == [e for e in range(100) if e not in delivered]

@@ -52,7 +52,7 @@ from ..workload import SSE_FRAME_BYTES, Workload
 from .clients import RECEIPT_COLUMNS
 from .payloads import event_id_of
 
-__all__ = ["classify", "jitter", "JITTER_KEYS", "drain_slip_by_row", "socket_held", "log_event_ids", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
+__all__ = ["classify", "jitter", "JITTER_KEYS", "socket_held", "log_event_ids", "active_clients", "delivery_modes", "PUBSUB", "STREAM", "LATEST"]
 
 #: Delivery mode codes per event (the replay walk's, kept here: real mode never imports the engine).
 PUBSUB, STREAM, LATEST = 0, 1, 2
@@ -465,7 +465,7 @@ def socket_held(w: Workload, raw: dict[str, Any], scale: float = 1.0, ids: list[
 JITTER_KEYS = ("drain_slip_s", "timer_late_s", "receive_late_s", "reader_delay_s")
 
 
-def jitter(w: Workload, raw: dict[str, Any], rows: DeliveryRows, published: np.ndarray, row_off: np.ndarray, drain: np.ndarray, scale: float) -> dict[str, dict[str, float]]:
+def jitter(w: Workload, raw: dict[str, Any], rows: DeliveryRows, published: np.ndarray, row_off: np.ndarray, drain: np.ndarray, scale: float) -> tuple[dict[str, dict[str, float]], np.ndarray]:
     """How late the real run's clients and gateway were against the plan, per read event; in scenario seconds.
 
     * ``drain_slip_s``: ``done - (max(ready, gateway_at) + drain)``, how much later than planned
@@ -480,18 +480,14 @@ def jitter(w: Workload, raw: dict[str, Any], rows: DeliveryRows, published: np.n
     * ``reader_delay_s``: ``gateway_at - published_at``, Redis's hop and the gateway's reader
       (the simulator's ``hop_latency``, which the slip does not include).
 
-    Each is summarised as ``n``, ``mean``, ``sd``, ``p50``, ``p90``, ``p99`` and ``max``.
+    Each is summarised as ``n``, ``mean``, ``sd``, ``p50``, ``p90``, ``p99`` and ``max``. Also
+    returns, per row, the ``drain_slip_s`` of its read (NaN for rows no client read), which
+    ``compare`` replays in the simulator.
     """
-    _, samples = _jitter_samples(w, raw, rows, published, row_off, drain, scale)
-    return {k: _distribution(samples[k]) for k in JITTER_KEYS}
-
-
-def drain_slip_by_row(w: Workload, raw: dict[str, Any], rows: DeliveryRows, published: np.ndarray, row_off: np.ndarray, drain: np.ndarray, scale: float) -> np.ndarray:
-    """Per row, how much later than planned the client finished draining it (``drain_slip_s`` of :func:`jitter`); NaN for rows no client read."""
     r, samples = _jitter_samples(w, raw, rows, published, row_off, drain, scale)
-    out = np.full(rows.gateway_at.size, np.nan)
-    out[r] = samples["drain_slip_s"]
-    return out
+    slip_by_row = np.full(rows.gateway_at.size, np.nan)
+    slip_by_row[r] = samples["drain_slip_s"]
+    return {k: _distribution(samples[k]) for k in JITTER_KEYS}, slip_by_row
 
 
 def _jitter_samples(

@@ -57,7 +57,6 @@ from .classify import (
     active_clients,
     classify,
     delivery_modes,
-    drain_slip_by_row,
     jitter,
     log_event_ids,
     socket_held,
@@ -385,6 +384,7 @@ def run_real(
     out, published_at, unexplained = classify(sc, w, raw, row_off, event_id, client_id, time_scale, ids)
     w_real = dataclasses.replace(w, published_at=published_at)
     records = records_frame(w_real, out)
+    lateness, slip_by_row = jitter(w, raw, out, published_at, row_off, drain.astype(np.float64), time_scale)
     metadata = {
         **slice_meta,
         "time_scale": float(time_scale),
@@ -397,8 +397,8 @@ def run_real(
         "subscriber_log": raw["subscriber_log"],
         "gateway_metrics": raw["metrics"],
         "client_errors": raw["errors"][:20],
-        "jitter": jitter(w, raw, out, published_at, row_off, drain.astype(np.float64), time_scale),
-        "drain_slip_by_row": drain_slip_by_row(w, raw, out, published_at, row_off, drain.astype(np.float64), time_scale),
+        "jitter": lateness,
+        "drain_slip_by_row": slip_by_row,
         "socket_held": socket_held(w, raw, time_scale, ids),
         "workload_published_at": w.published_at,
     }
